@@ -1,0 +1,346 @@
+//! Configuration, read once at start into one typed struct.
+//!
+//! Every value comes from the environment (and `.env`, loaded by `main`).
+//! A value that does not parse stops the server with a message naming the
+//! variable; nothing is re-read later.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use webauthn_rs::prelude::Url;
+
+/// Where the data lives, chosen by `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL (`postgres://…`).
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// The default when `DATABASE_URL` is unset: `./data/auth.db`.
+    pub fn default_sqlite() -> Self {
+        DatabaseUrl::Sqlite(PathBuf::from("./data/auth.db"))
+    }
+
+    /// `postgres://` and `postgresql://` mean PostgreSQL; `sqlite://PATH`,
+    /// `sqlite:PATH` or a bare path mean SQLite at PATH.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Ok(Self::default_sqlite());
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+        }
+        let path = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+            .unwrap_or(raw);
+        if path.is_empty() || path.contains("://") {
+            return Err(
+                "expected postgres://…, postgresql://…, sqlite://PATH, sqlite:PATH or a file path"
+                    .into(),
+            );
+        }
+        if path == ":memory:" {
+            return Err("an in-memory SQLite database cannot be shared by the connection pool; give a file path".into());
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
+    }
+
+    /// A description safe to log (no password).
+    pub fn redacted(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
+            DatabaseUrl::Postgres(url) => match Url::parse(url) {
+                Ok(mut parsed) => {
+                    if parsed.password().is_some() {
+                        let _ = parsed.set_password(Some("***"));
+                    }
+                    parsed.to_string()
+                }
+                Err(_) => "postgres://(unparseable)".into(),
+            },
+        }
+    }
+}
+
+/// The whole server configuration.
+#[derive(Clone)]
+pub struct Settings {
+    pub bind_addr: String,
+    pub database_url: DatabaseUrl,
+    pub database_pool_size: u32,
+    pub database_pool_timeout: Duration,
+    /// `None` means: generate a random secret at start (tokens do not survive a restart).
+    pub jwt_secret: Option<SecretString>,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
+    pub password_token_ttl: Duration,
+    pub full_token_ttl: Duration,
+    pub rp_id: String,
+    pub rp_origin: Url,
+    pub rp_name: String,
+    pub challenge_ttl: Duration,
+    pub challenge_capacity: u64,
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("bind_addr", &self.bind_addr)
+            .field("database_url", &self.database_url.redacted())
+            .field("database_pool_size", &self.database_pool_size)
+            .field("database_pool_timeout", &self.database_pool_timeout)
+            .field(
+                "jwt_secret",
+                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("password_token_ttl", &self.password_token_ttl)
+            .field("full_token_ttl", &self.full_token_ttl)
+            .field("rp_id", &self.rp_id)
+            .field("rp_origin", &self.rp_origin.as_str())
+            .field("rp_name", &self.rp_name)
+            .field("challenge_ttl", &self.challenge_ttl)
+            .field("challenge_capacity", &self.challenge_capacity)
+            .finish()
+    }
+}
+
+/// A variable that is set but unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+/// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least 256 bits).
+pub const MIN_JWT_SECRET_LEN: usize = 32;
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests can configure without
+    /// touching the process environment. Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let database_url = match get("DATABASE_URL") {
+            Some(raw) => DatabaseUrl::parse(&raw).map_err(|message| ConfigError {
+                var: "DATABASE_URL",
+                message,
+            })?,
+            None => DatabaseUrl::default_sqlite(),
+        };
+
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => {
+                return Err(ConfigError {
+                    var: "JWT_SECRET",
+                    message: format!("must be at least {MIN_JWT_SECRET_LEN} bytes long"),
+                })
+            }
+            Some(secret) => Some(SecretString::from(secret)),
+            None => None,
+        };
+
+        let rp_origin_raw = get("RP_ORIGIN").unwrap_or_else(|| "http://localhost:3000".into());
+        let rp_origin = Url::parse(&rp_origin_raw)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+            .ok_or_else(|| ConfigError {
+                var: "RP_ORIGIN",
+                message: format!("`{rp_origin_raw}` is not an http(s) origin"),
+            })?;
+
+        let rp_id = get("RP_ID").unwrap_or_else(|| "localhost".into());
+        let origin_host = rp_origin.host_str().unwrap_or_default();
+        if !(origin_host == rp_id || origin_host.ends_with(&format!(".{rp_id}"))) {
+            return Err(ConfigError {
+                var: "RP_ID",
+                message: format!(
+                    "`{rp_id}` must equal the host of RP_ORIGIN (`{origin_host}`) or be a parent domain of it"
+                ),
+            });
+        }
+
+        let settings = Settings {
+            bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
+            database_url,
+            database_pool_size: parse_number(&get, "DATABASE_POOL_SIZE", 10, 1..=1000)?,
+            database_pool_timeout: Duration::from_millis(parse_number(
+                &get,
+                "DATABASE_POOL_TIMEOUT_MS",
+                5_000,
+                50..=120_000,
+            )?),
+            jwt_secret,
+            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "passkey-auth".into()),
+            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "passkey-auth".into()),
+            password_token_ttl: Duration::from_secs(parse_number(
+                &get,
+                "JWT_PASSWORD_TTL_SECS",
+                3_600,
+                10..=86_400 * 30,
+            )?),
+            full_token_ttl: Duration::from_secs(parse_number(
+                &get,
+                "JWT_FULL_TTL_SECS",
+                900,
+                10..=86_400 * 30,
+            )?),
+            rp_name: get("RP_NAME").unwrap_or_else(|| "Passkey Auth".into()),
+            rp_id,
+            rp_origin,
+            challenge_ttl: Duration::from_secs(parse_number(
+                &get,
+                "CHALLENGE_TTL_SECS",
+                300,
+                1..=3_600,
+            )?),
+            challenge_capacity: parse_number(
+                &get,
+                "CHALLENGE_CACHE_CAPACITY",
+                100_000,
+                1..=100_000_000,
+            )?,
+        };
+        Ok(settings)
+    }
+}
+
+fn parse_number<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let Some(raw) = get(var) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(ConfigError {
+            var,
+            message: format!(
+                "`{raw}` is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.bind_addr, "127.0.0.1:3000");
+        assert_eq!(s.database_url, DatabaseUrl::default_sqlite());
+        assert_eq!(s.rp_id, "localhost");
+        assert_eq!(s.rp_origin.as_str(), "http://localhost:3000/");
+        assert_eq!(s.challenge_ttl, Duration::from_secs(300));
+        assert_eq!(s.password_token_ttl, Duration::from_secs(3600));
+        assert_eq!(s.full_token_ttl, Duration::from_secs(900));
+        assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn database_url_forms() {
+        let pg = "postgres://u:p@h/db";
+        assert_eq!(
+            DatabaseUrl::parse(pg).unwrap(),
+            DatabaseUrl::Postgres(pg.into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        for (raw, path) in [
+            ("sqlite://data/x.db", "data/x.db"),
+            ("sqlite:///tmp/x.db", "/tmp/x.db"),
+            ("sqlite:x.db", "x.db"),
+            ("/var/lib/auth.db", "/var/lib/auth.db"),
+        ] {
+            assert_eq!(
+                DatabaseUrl::parse(raw).unwrap(),
+                DatabaseUrl::Sqlite(PathBuf::from(path)),
+                "{raw}"
+            );
+        }
+        assert!(DatabaseUrl::parse("mysql://h/db").is_err());
+        assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+    }
+
+    #[test]
+    fn redacted_url_hides_the_password() {
+        let url = DatabaseUrl::Postgres("postgres://user:hunter2@db:5432/auth".into());
+        assert!(!url.redacted().contains("hunter2"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, value) in [
+            ("CHALLENGE_TTL_SECS", "soon"),
+            ("CHALLENGE_TTL_SECS", "0"),
+            ("JWT_FULL_TTL_SECS", "-5"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("RP_ORIGIN", "not a url"),
+            ("RP_ORIGIN", "ftp://localhost"),
+            ("JWT_SECRET", "short"),
+            ("DATABASE_URL", "mysql://x"),
+        ] {
+            let err = settings(&[(var, value)]).unwrap_err();
+            assert_eq!(err.var, var, "{var}={value}");
+            assert!(err.to_string().contains(var));
+        }
+    }
+
+    #[test]
+    fn rp_id_must_cover_the_origin() {
+        let err = settings(&[("RP_ID", "example.com")]).unwrap_err();
+        assert_eq!(err.var, "RP_ID");
+        let ok = settings(&[
+            ("RP_ID", "example.com"),
+            ("RP_ORIGIN", "https://login.example.com"),
+        ]);
+        assert!(ok.is_ok());
+        let evil = settings(&[
+            ("RP_ID", "example.com"),
+            ("RP_ORIGIN", "https://notexample.com"),
+        ]);
+        assert!(evil.is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let s = settings(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef-secret")]).unwrap();
+        assert!(!format!("{s:?}").contains("secret\""));
+        assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+}

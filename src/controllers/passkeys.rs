@@ -1,0 +1,139 @@
+//! `/passkeys/*`: registration and authentication ceremonies, and the
+//! caller's passkey list, rename and delete.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::Value;
+use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
+
+use super::json::{from_value, JsonBody};
+use super::TokenResponse;
+use crate::domain::Nickname;
+use crate::errors::ApiError;
+use crate::guards::{FullUser, LoginUser};
+use crate::startup::AppState;
+
+/// Options as the WebAuthn JSON forms define them: absent members are left
+/// out rather than sent as `null`, which browsers' JSON parsers refuse.
+fn options_json(options: impl serde::Serialize) -> Result<HttpResponse, ApiError> {
+    let mut value = serde_json::to_value(options).map_err(ApiError::internal)?;
+    strip_nulls(&mut value);
+    Ok(HttpResponse::Ok().json(value))
+}
+
+fn strip_nulls(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| !v.is_null());
+            map.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+pub async fn registration_options(
+    state: web::Data<AppState>,
+    LoginUser(caller): LoginUser,
+) -> Result<HttpResponse, ApiError> {
+    options_json(state.passkeys.start_registration(&caller).await?)
+}
+
+/// `RegistrationResponseJSON` plus an optional top-level `nickname`.
+pub async fn verify_registration(
+    state: web::Data<AppState>,
+    LoginUser(caller): LoginUser,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let Value::Object(mut fields) = body else {
+        return Err(ApiError::InvalidRequest(
+            "the request body must be a JSON object".into(),
+        ));
+    };
+    let nickname = match fields.remove("nickname") {
+        None | Some(Value::Null) => Nickname::default_name(),
+        Some(Value::String(raw)) => Nickname::parse(&raw)?,
+        Some(_) => {
+            return Err(ApiError::InvalidRequest(
+                "nickname: must be a string".into(),
+            ))
+        }
+    };
+    let response: RegisterPublicKeyCredential = from_value(Value::Object(fields))?;
+    let summary = state
+        .passkeys
+        .finish_registration(&caller, response, nickname)
+        .await?;
+    Ok(HttpResponse::Created().json(summary))
+}
+
+pub async fn authentication_options(
+    state: web::Data<AppState>,
+    LoginUser(caller): LoginUser,
+) -> Result<HttpResponse, ApiError> {
+    options_json(state.passkeys.start_authentication(&caller).await?)
+}
+
+pub async fn verify_authentication(
+    state: web::Data<AppState>,
+    LoginUser(caller): LoginUser,
+    JsonBody(response): JsonBody<PublicKeyCredential>,
+) -> Result<HttpResponse, ApiError> {
+    let token = state
+        .passkeys
+        .finish_authentication(&caller, response)
+        .await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
+}
+
+pub async fn list(
+    state: web::Data<AppState>,
+    LoginUser(caller): LoginUser,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(state.passkeys.list(&caller).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RenameBody {
+    nickname: String,
+}
+
+pub async fn rename(
+    state: web::Data<AppState>,
+    FullUser(caller): FullUser,
+    path: web::Path<String>,
+    JsonBody(body): JsonBody<RenameBody>,
+) -> Result<HttpResponse, ApiError> {
+    let nickname = Nickname::parse(&body.nickname)?;
+    let summary = state
+        .passkeys
+        .rename(&caller, &path.into_inner(), nickname)
+        .await?;
+    Ok(HttpResponse::Ok().json(summary))
+}
+
+pub async fn delete(
+    state: web::Data<AppState>,
+    FullUser(caller): FullUser,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state.passkeys.delete(&caller, &path.into_inner()).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strip_nulls_removes_null_members_at_any_depth() {
+        let mut v = serde_json::json!({
+            "publicKey": {"a": null, "b": [{"c": null, "d": 1}], "e": "x"}
+        });
+        strip_nulls(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"publicKey": {"b": [{"d": 1}], "e": "x"}})
+        );
+    }
+}

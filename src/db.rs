@@ -1,0 +1,162 @@
+//! One connection type for both backends, the pool, and the embedded migrations.
+//!
+//! `DATABASE_URL` picks the backend once, at start; [`ConnectionManager`]
+//! then opens connections of that backend only (Diesel's own multi-backend
+//! `establish` tries each backend in turn, which would hide a PostgreSQL
+//! outage behind a confusing SQLite error).
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+use crate::config::DatabaseUrl;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// A connection to whichever backend is configured.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+pub type DbPool = diesel::r2d2::Pool<ConnectionManager>;
+
+/// Per-connection SQLite settings: enforce foreign keys (cascade deletes),
+/// wait instead of failing when another connection writes, and use WAL so
+/// readers do not block the writer.
+const SQLITE_PRAGMAS: &str = "PRAGMA foreign_keys = ON;
+PRAGMA busy_timeout = 5000;
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;";
+
+/// Opens connections for the r2d2 pool.
+#[derive(Debug, Clone)]
+pub struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+impl ConnectionManager {
+    pub fn new(url: DatabaseUrl) -> Self {
+        ConnectionManager { url }
+    }
+
+    fn open(&self) -> Result<AnyConnection, diesel::ConnectionError> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => {
+                PgConnection::establish(url).map(AnyConnection::Postgresql)
+            }
+            DatabaseUrl::Sqlite(path) => {
+                let path = path.to_str().ok_or_else(|| {
+                    diesel::ConnectionError::InvalidConnectionUrl(
+                        "SQLite path is not valid UTF-8".into(),
+                    )
+                })?;
+                let mut conn = SqliteConnection::establish(path)?;
+                conn.batch_execute(SQLITE_PRAGMAS)
+                    .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(AnyConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Connection(#[from] diesel::ConnectionError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl diesel::r2d2::ManageConnection for ConnectionManager {
+    type Connection = AnyConnection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> Result<AnyConnection, ConnectError> {
+        Ok(self.open()?)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
+        Ok(conn.batch_execute("SELECT 1")?)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot create the directory for the SQLite database {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(#[from] diesel::r2d2::PoolError),
+    #[error("cannot run migrations: {0}")]
+    Migrations(String),
+}
+
+/// Creates the SQLite directory if needed, runs the embedded migrations on
+/// one direct connection, then builds the pool.
+pub fn connect_and_migrate(
+    url: &DatabaseUrl,
+    pool_size: u32,
+    pool_timeout: Duration,
+) -> Result<DbPool, DbSetupError> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DbSetupError::CreateDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+    }
+
+    let manager = ConnectionManager::new(url.clone());
+    let mut conn = manager.open()?;
+    run_migrations(&mut conn)?;
+    drop(conn);
+
+    let pool = diesel::r2d2::Pool::builder()
+        .max_size(pool_size)
+        .min_idle(Some(1))
+        .connection_timeout(pool_timeout)
+        .test_on_check_out(false)
+        .build(manager)?;
+    Ok(pool)
+}
+
+/// Several nodes may start at once against one PostgreSQL database: an
+/// advisory lock makes them apply migrations one at a time.
+const MIGRATION_LOCK_ID: i64 = 0x7061_7373_6b65_79;
+
+fn run_migrations(conn: &mut AnyConnection) -> Result<(), DbSetupError> {
+    let is_pg = matches!(conn, AnyConnection::Postgresql(_));
+    let setup_err = |e: diesel::result::Error| DbSetupError::Migrations(e.to_string());
+    if is_pg {
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))
+            .map_err(setup_err)?;
+    }
+    let result = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|applied| {
+            for version in applied {
+                log::info!("applied migration {version}");
+            }
+        })
+        .map_err(|e| DbSetupError::Migrations(e.to_string()));
+    if is_pg {
+        conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK_ID})"))
+            .map_err(setup_err)?;
+    }
+    result
+}

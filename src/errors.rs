@@ -1,0 +1,268 @@
+//! The HTTP error type and its one mapping to the contract's
+//! `application/problem+json` (RFC 9457) answers.
+//!
+//! Services and repositories have their own error enums; they become an
+//! [`ApiError`] through `From`, and only [`ApiError`] knows about status codes,
+//! `code` strings and `WWW-Authenticate` headers.
+
+use std::fmt;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::domain::FieldError;
+use crate::services::ServiceError;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// Malformed JSON, wrong types, missing or invalid fields; the detail names the field.
+    InvalidRequest(String),
+    ChallengeExpired,
+    MissingToken,
+    InvalidToken,
+    InvalidCredentials,
+    PasskeyVerificationFailed,
+    PasskeyRequired,
+    NotFound(&'static str),
+    MethodNotAllowed,
+    UsernameTaken,
+    CredentialExists,
+    NoPasskeys,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    /// Something failed on the server; the id is in the body and in the log line.
+    Internal {
+        request_id: String,
+    },
+}
+
+impl ApiError {
+    /// Logs `cause` with a fresh request id and returns a 500 that shows only the id.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        log::error!("request_id={request_id} internal error: {cause}");
+        ApiError::Internal { request_id }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) | ApiError::ChallengeExpired => StatusCode::BAD_REQUEST,
+            ApiError::MissingToken
+            | ApiError::InvalidToken
+            | ApiError::InvalidCredentials
+            | ApiError::PasskeyVerificationFailed => StatusCode::UNAUTHORIZED,
+            ApiError::PasskeyRequired => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UsernameTaken | ApiError::CredentialExists | ApiError::NoPasskeys => {
+                StatusCode::CONFLICT
+            }
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable `code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::ChallengeExpired => "challenge_expired",
+            ApiError::MissingToken => "missing_token",
+            ApiError::InvalidToken => "invalid_token",
+            ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::PasskeyVerificationFailed => "passkey_verification_failed",
+            ApiError::PasskeyRequired => "passkey_required",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::UsernameTaken => "username_taken",
+            ApiError::CredentialExists => "credential_exists",
+            ApiError::NoPasskeys => "no_passkeys",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::ServiceUnavailable => "service_unavailable",
+            ApiError::Internal { .. } => "internal_error",
+        }
+    }
+
+    fn detail(&self) -> String {
+        match self {
+            ApiError::InvalidRequest(detail) => detail.clone(),
+            ApiError::ChallengeExpired => {
+                "no live challenge for this ceremony: request new options and try again".into()
+            }
+            ApiError::MissingToken => "this route needs an Authorization: Bearer token".into(),
+            ApiError::InvalidToken => {
+                "the bearer token is malformed, expired or not issued by this server".into()
+            }
+            ApiError::InvalidCredentials => "unknown username or wrong password".into(),
+            ApiError::PasskeyVerificationFailed => {
+                "the passkey response could not be verified".into()
+            }
+            ApiError::PasskeyRequired => {
+                "this route needs a passkey verification (authLevel \"full\")".into()
+            }
+            ApiError::NotFound(what) => format!("{what} not found"),
+            ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
+            ApiError::UsernameTaken => "this username is already taken".into(),
+            ApiError::CredentialExists => "this passkey is already registered".into(),
+            ApiError::NoPasskeys => "register a passkey first".into(),
+            ApiError::PayloadTooLarge => "the request body is larger than 64 KiB".into(),
+            ApiError::ServiceUnavailable => {
+                "a backing service is unavailable; try again shortly".into()
+            }
+            ApiError::Internal { request_id } => {
+                format!("something failed on the server (request id {request_id})")
+            }
+        }
+    }
+
+    fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            ApiError::MissingToken => Some("Bearer"),
+            ApiError::InvalidToken => Some(r#"Bearer error="invalid_token""#),
+            ApiError::PasskeyRequired => Some(
+                r#"Bearer error="insufficient_user_authentication", error_description="passkey verification required""#,
+            ),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code(), self.detail())
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    type_: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status();
+        let problem = Problem {
+            type_: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.detail(),
+            code: self.code(),
+            request_id: match self {
+                ApiError::Internal { request_id } => Some(request_id),
+                _ => None,
+            },
+        };
+        let mut response = HttpResponse::build(status);
+        response.content_type(PROBLEM_JSON);
+        if let Some(challenge) = self.www_authenticate() {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            ));
+        }
+        response.json(problem)
+    }
+}
+
+impl From<FieldError> for ApiError {
+    fn from(err: FieldError) -> Self {
+        ApiError::InvalidRequest(err.to_string())
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::Invalid(field) => field.into(),
+            ServiceError::UsernameTaken => ApiError::UsernameTaken,
+            ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
+            ServiceError::UnknownUser => ApiError::InvalidToken,
+            ServiceError::NoPasskeys => ApiError::NoPasskeys,
+            ServiceError::ChallengeExpired => ApiError::ChallengeExpired,
+            ServiceError::PasskeyVerificationFailed => ApiError::PasskeyVerificationFailed,
+            ServiceError::CredentialExists => ApiError::CredentialExists,
+            ServiceError::PasskeyNotFound => ApiError::NotFound("passkey"),
+            ServiceError::Unavailable(cause) => {
+                log::warn!("backing service unavailable: {cause}");
+                ApiError::ServiceUnavailable
+            }
+            ServiceError::Internal(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_json(err: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {
+        let res = err.error_response();
+        let status = res.status();
+        let www = res
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            res.headers().get(header::CONTENT_TYPE).unwrap(),
+            PROBLEM_JSON
+        );
+        let bytes = res.into_body().try_into_bytes().unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap(), www)
+    }
+
+    #[test]
+    fn problem_body_has_every_contract_field() {
+        let (status, body, www) = body_json(ApiError::InvalidRequest("username: bad".into()));
+        assert_eq!(status, 400);
+        assert_eq!(body["type"], "about:blank");
+        assert_eq!(body["title"], "Bad Request");
+        assert_eq!(body["status"], 400);
+        assert_eq!(body["detail"], "username: bad");
+        assert_eq!(body["code"], "invalid_request");
+        assert!(www.is_none());
+    }
+
+    #[test]
+    fn bearer_challenges_follow_rfc_6750_and_9470() {
+        assert_eq!(body_json(ApiError::MissingToken).2.unwrap(), "Bearer");
+        assert_eq!(
+            body_json(ApiError::InvalidToken).2.unwrap(),
+            r#"Bearer error="invalid_token""#
+        );
+        let (status, body, www) = body_json(ApiError::PasskeyRequired);
+        assert_eq!(status, 403);
+        assert_eq!(body["code"], "passkey_required");
+        assert!(www
+            .unwrap()
+            .contains(r#"error="insufficient_user_authentication""#));
+    }
+
+    #[test]
+    fn internal_errors_show_only_a_request_id() {
+        let err = ApiError::internal("SELECT * FROM users exploded");
+        let (status, body, _) = body_json(err);
+        assert_eq!(status, 500);
+        let detail = body["detail"].as_str().unwrap();
+        assert!(!detail.contains("SELECT"));
+        assert!(detail.contains(body["requestId"].as_str().unwrap()));
+    }
+}

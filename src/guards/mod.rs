@@ -1,0 +1,64 @@
+//! Extractors that admit a request only with a valid bearer token of the
+//! right level. A handler that takes [`FullUser`] cannot run for a
+//! password-level token: the type is the policy.
+
+use actix_web::dev::Payload;
+use actix_web::http::header::AUTHORIZATION;
+use actix_web::{web, FromRequest, HttpRequest};
+use actix_web_httpauth::extractors::bearer::BearerAuth;
+use futures_util::future::{ready, FutureExt, Ready};
+
+use crate::domain::AuthLevel;
+use crate::errors::ApiError;
+use crate::services::tokens::Principal;
+use crate::startup::AppState;
+
+/// Any valid token: `authLevel` password or full.
+#[derive(Debug, Clone)]
+pub struct LoginUser(pub Principal);
+
+/// A valid token with `authLevel` full (a passkey was verified).
+#[derive(Debug, Clone)]
+pub struct FullUser(pub Principal);
+
+fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+    if !req.headers().contains_key(AUTHORIZATION) {
+        return Err(ApiError::MissingToken);
+    }
+    // actix-web-httpauth parses the `Bearer <token>` header; its extractor
+    // is ready at once, so `now_or_never` never drops a pending future.
+    let bearer = BearerAuth::extract(req)
+        .now_or_never()
+        .and_then(Result::ok)
+        .ok_or(ApiError::InvalidToken)?;
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
+    state
+        .tokens
+        .verify(bearer.token(), state.clock.now())
+        .map_err(|_| ApiError::InvalidToken)
+}
+
+impl FromRequest for LoginUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).map(LoginUser))
+    }
+}
+
+impl FromRequest for FullUser {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(
+            authenticate(req).and_then(|principal| match principal.auth_level {
+                AuthLevel::Full => Ok(FullUser(principal)),
+                AuthLevel::Password => Err(ApiError::PasskeyRequired),
+            }),
+        )
+    }
+}

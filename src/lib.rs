@@ -1,0 +1,17 @@
+//! Password login with passkey (WebAuthn) step-up to a full-level JWT.
+//!
+//! Layers: [`controllers`] (HTTP) → [`services`] (rules) → [`repositories`]
+//! (Diesel), with [`guards`] checking bearer tokens. [`startup`] wires them
+//! from one [`config::Settings`].
+
+pub mod clock;
+pub mod config;
+pub mod controllers;
+pub mod db;
+pub mod domain;
+pub mod errors;
+pub mod guards;
+pub mod repositories;
+pub mod schema;
+pub mod services;
+pub mod startup;

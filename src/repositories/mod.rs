@@ -1,0 +1,69 @@
+//! Diesel queries and nothing else, one file per table. Every call runs on
+//! the blocking thread pool, never on the async workers.
+
+pub mod passkeys;
+pub mod users;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::db::{AnyConnection, DbPool};
+
+pub use passkeys::{PasskeyRecord, PasskeyRepository};
+pub use users::{UserRecord, UserRepository};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    /// A unique constraint refused the row.
+    #[error("a row with this key already exists")]
+    AlreadyExists,
+    /// No connection could be had (pool timeout, database down).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Query(DieselError),
+    #[error("blocking task failed: {0}")]
+    Blocking(String),
+}
+
+impl From<DieselError> for RepoError {
+    fn from(err: DieselError) -> Self {
+        match err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                RepoError::AlreadyExists
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                RepoError::Unavailable(info.message().to_owned())
+            }
+            other => RepoError::Query(other),
+        }
+    }
+}
+
+/// The pool, and the one way repositories reach it.
+#[derive(Clone)]
+pub struct Database {
+    pool: DbPool,
+}
+
+impl Database {
+    pub fn new(pool: DbPool) -> Self {
+        Database { pool }
+    }
+
+    /// Runs `query` with a pooled connection on the blocking thread pool.
+    pub async fn run<T, F>(&self, query: F) -> Result<T, RepoError>
+    where
+        F: FnOnce(&mut AnyConnection) -> Result<T, RepoError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        actix_web::web::block(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| RepoError::Unavailable(e.to_string()))?;
+            query(&mut conn)
+        })
+        .await
+        .map_err(|e| RepoError::Blocking(e.to_string()))?
+    }
+}

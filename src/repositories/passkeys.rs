@@ -1,0 +1,167 @@
+//! The `passkeys` table. Every query that takes a passkey id also takes the
+//! owner's user id, so no query can touch another user's passkey.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{Database, RepoError};
+use crate::schema::passkeys;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = passkeys)]
+pub struct PasskeyRecord {
+    pub id: String,
+    pub user_id: String,
+    pub credential_id: String,
+    pub credential: String,
+    pub sign_count: i64,
+    pub transports: String,
+    pub nickname: String,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+/// What a successful assertion changes, applied only if `sign_count` still
+/// holds `expected_sign_count`.
+#[derive(Debug, Clone)]
+pub struct PasskeyUse {
+    pub id: String,
+    pub expected_sign_count: i64,
+    pub sign_count: i64,
+    pub credential: String,
+    pub backup_eligible: bool,
+    pub backup_state: bool,
+    pub used_at: NaiveDateTime,
+}
+
+#[derive(Clone)]
+pub struct PasskeyRepository {
+    db: Database,
+}
+
+impl PasskeyRepository {
+    pub fn new(db: Database) -> Self {
+        PasskeyRepository { db }
+    }
+
+    /// Inserts a passkey; a credential id already stored is [`RepoError::AlreadyExists`].
+    pub async fn insert(&self, record: PasskeyRecord) -> Result<(), RepoError> {
+        self.db
+            .run(move |conn| {
+                diesel::insert_into(passkeys::table)
+                    .values(&record)
+                    .execute(conn)?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub async fn list_for_user(&self, user_id: String) -> Result<Vec<PasskeyRecord>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(passkeys::table
+                    .filter(passkeys::user_id.eq(user_id))
+                    .order((passkeys::created_at.asc(), passkeys::id.asc()))
+                    .select(PasskeyRecord::as_select())
+                    .load(conn)?)
+            })
+            .await
+    }
+
+    pub async fn count_for_user(&self, user_id: String) -> Result<i64, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(passkeys::table
+                    .filter(passkeys::user_id.eq(user_id))
+                    .count()
+                    .get_result(conn)?)
+            })
+            .await
+    }
+
+    pub async fn find_by_credential_for_user(
+        &self,
+        user_id: String,
+        credential_id: String,
+    ) -> Result<Option<PasskeyRecord>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(passkeys::table
+                    .filter(passkeys::user_id.eq(user_id))
+                    .filter(passkeys::credential_id.eq(credential_id))
+                    .select(PasskeyRecord::as_select())
+                    .first(conn)
+                    .optional()?)
+            })
+            .await
+    }
+
+    /// Renames the caller's passkey and returns it, or `None` if the caller has no such passkey.
+    pub async fn rename(
+        &self,
+        user_id: String,
+        id: String,
+        nickname: String,
+    ) -> Result<Option<PasskeyRecord>, RepoError> {
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let owned = passkeys::table
+                        .filter(passkeys::id.eq(&id))
+                        .filter(passkeys::user_id.eq(&user_id));
+                    let updated = diesel::update(owned)
+                        .set(passkeys::nickname.eq(nickname))
+                        .execute(conn)?;
+                    if updated == 0 {
+                        return Ok(None);
+                    }
+                    owned
+                        .select(PasskeyRecord::as_select())
+                        .first(conn)
+                        .optional()
+                })
+                .map_err(RepoError::from)
+            })
+            .await
+    }
+
+    /// Deletes the caller's passkey; `false` if the caller has no such passkey.
+    pub async fn delete(&self, user_id: String, id: String) -> Result<bool, RepoError> {
+        self.db
+            .run(move |conn| {
+                let deleted = diesel::delete(
+                    passkeys::table
+                        .filter(passkeys::id.eq(id))
+                        .filter(passkeys::user_id.eq(user_id)),
+                )
+                .execute(conn)?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    /// Compare-and-set of the counter and last use: `false` when another
+    /// assertion changed the counter since it was read.
+    pub async fn record_use(&self, used: PasskeyUse) -> Result<bool, RepoError> {
+        self.db
+            .run(move |conn| {
+                let updated = diesel::update(
+                    passkeys::table
+                        .filter(passkeys::id.eq(used.id))
+                        .filter(passkeys::sign_count.eq(used.expected_sign_count)),
+                )
+                .set((
+                    passkeys::sign_count.eq(used.sign_count),
+                    passkeys::credential.eq(used.credential),
+                    passkeys::backup_eligible.eq(used.backup_eligible),
+                    passkeys::backup_state.eq(used.backup_state),
+                    passkeys::last_used_at.eq(Some(used.used_at)),
+                ))
+                .execute(conn)?;
+                Ok(updated == 1)
+            })
+            .await
+    }
+}

@@ -1,0 +1,32 @@
+//! Diesel's view of the tables in `migrations/` (same on SQLite and PostgreSQL).
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        username -> Text,
+        username_key -> Text,
+        display_name -> Text,
+        password_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        credential -> Text,
+        sign_count -> BigInt,
+        transports -> Text,
+        nickname -> Text,
+        backup_eligible -> Bool,
+        backup_state -> Bool,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(passkeys -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, passkeys);

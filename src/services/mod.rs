@@ -1,0 +1,76 @@
+//! The rules: passwords, tokens, sign-up and login, passkey ceremonies.
+//!
+//! Services receive their repositories, stores and clock as values at start;
+//! nothing here knows about HTTP.
+
+pub mod auth;
+pub mod challenges;
+pub mod passkeys;
+pub mod passwords;
+pub mod tokens;
+
+use crate::domain::FieldError;
+use crate::repositories::RepoError;
+use challenges::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid input: {0}")]
+    Invalid(#[from] FieldError),
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// A valid token whose user no longer exists.
+    #[error("unknown user")]
+    UnknownUser,
+    #[error("no passkeys registered")]
+    NoPasskeys,
+    #[error("no live challenge")]
+    ChallengeExpired,
+    #[error("passkey verification failed")]
+    PasskeyVerificationFailed,
+    #[error("credential already registered")]
+    CredentialExists,
+    #[error("passkey not found")]
+    PasskeyNotFound,
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ServiceError {
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        ServiceError::Internal(cause.to_string())
+    }
+}
+
+impl From<RepoError> for ServiceError {
+    fn from(err: RepoError) -> Self {
+        match err {
+            RepoError::Unavailable(cause) => ServiceError::Unavailable(cause),
+            // Callers that expect a conflict map it themselves; reaching here is a bug.
+            other => ServiceError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(cause) => ServiceError::Unavailable(cause),
+        }
+    }
+}
+
+/// Runs CPU-heavy work (password hashing) on the blocking thread pool.
+pub(crate) async fn run_blocking<T, F>(work: F) -> Result<T, ServiceError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    actix_web::web::block(work)
+        .await
+        .map_err(ServiceError::internal)
+}

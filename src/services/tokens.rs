@@ -1,0 +1,266 @@
+//! Access tokens: HS256 JWTs carrying the contract's claims.
+//!
+//! Validation accepts only HS256 (never `none`, never the algorithm named in
+//! the token header), and checks signature, `iss`, `aud` and `exp` against
+//! the clock the service was given.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::domain::AuthLevel;
+
+/// The claims of every access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub username: String,
+    #[serde(rename = "authLevel")]
+    pub auth_level: AuthLevel,
+    pub amr: Vec<String>,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+    pub jti: String,
+}
+
+/// The authenticated caller, as read from a verified token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub username: String,
+    pub auth_level: AuthLevel,
+    pub claims: Claims,
+}
+
+/// A freshly signed token and what the token response says about it.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub auth_level: AuthLevel,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed or its signature, algorithm, issuer or audience is wrong")]
+    Invalid,
+    #[error("token has expired")]
+    Expired,
+}
+
+pub struct TokenService {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: String,
+    password_ttl: Duration,
+    full_ttl: Duration,
+}
+
+impl TokenService {
+    pub fn new(
+        secret: &[u8],
+        issuer: String,
+        audience: String,
+        password_ttl: Duration,
+        full_ttl: Duration,
+    ) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[&issuer]);
+        validation.set_audience(&[&audience]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        // Expiry is checked below against the service's clock, to the second.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
+        validation.leeway = 0;
+        TokenService {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            issuer,
+            audience,
+            password_ttl,
+            full_ttl,
+        }
+    }
+
+    pub fn ttl(&self, level: AuthLevel) -> Duration {
+        match level {
+            AuthLevel::Password => self.password_ttl,
+            AuthLevel::Full => self.full_ttl,
+        }
+    }
+
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        username: &str,
+        level: AuthLevel,
+        now: DateTime<Utc>,
+    ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
+        let ttl = self.ttl(level);
+        let iat = now.timestamp();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            username: username.to_owned(),
+            auth_level: level,
+            amr: level.amr(),
+            iat,
+            exp: iat + ttl.as_secs() as i64,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            jti: Uuid::new_v4().to_string(),
+        };
+        let access_token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        Ok(IssuedToken {
+            access_token,
+            expires_in: ttl.as_secs(),
+            auth_level: level,
+        })
+    }
+
+    pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, TokenError> {
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
+        if claims.exp <= now.timestamp() {
+            return Err(TokenError::Expired);
+        }
+        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
+        Ok(Principal {
+            user_id,
+            username: claims.username.clone(),
+            auth_level: claims.auth_level,
+            claims,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+
+    fn service() -> TokenService {
+        TokenService::new(
+            SECRET,
+            "iss-a".into(),
+            "aud-a".into(),
+            Duration::from_secs(3600),
+            Duration::from_secs(900),
+        )
+    }
+
+    fn claims_of(token: &str) -> serde_json::Value {
+        let payload = token.split('.').nth(1).unwrap();
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn issues_the_contract_claims_per_level() {
+        let s = service();
+        let now = Utc::now();
+        let id = Uuid::new_v4();
+        let pwd = s.issue(id, "alice", AuthLevel::Password, now).unwrap();
+        let full = s.issue(id, "alice", AuthLevel::Full, now).unwrap();
+        assert_eq!(pwd.expires_in, 3600);
+        assert_eq!(full.expires_in, 900);
+        let c = claims_of(&pwd.access_token);
+        assert_eq!(c["sub"], id.to_string());
+        assert_eq!(c["username"], "alice");
+        assert_eq!(c["authLevel"], "password");
+        assert_eq!(c["amr"], serde_json::json!(["pwd"]));
+        assert_eq!(c["iss"], "iss-a");
+        assert_eq!(c["aud"], "aud-a");
+        assert_eq!(
+            c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(),
+            3600
+        );
+        let f = claims_of(&full.access_token);
+        assert_eq!(f["authLevel"], "full");
+        assert_eq!(f["amr"], serde_json::json!(["pwd", "hwk"]));
+        assert_ne!(c["jti"], f["jti"]);
+    }
+
+    #[test]
+    fn verify_round_trips_and_enforces_expiry() {
+        let s = service();
+        let now = Utc::now();
+        let t = s
+            .issue(Uuid::new_v4(), "bob", AuthLevel::Full, now)
+            .unwrap();
+        let p = s.verify(&t.access_token, now).unwrap();
+        assert_eq!(p.auth_level, AuthLevel::Full);
+        assert_eq!(p.username, "bob");
+        let later = now + chrono::Duration::seconds(900);
+        assert_eq!(s.verify(&t.access_token, later), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn rejects_foreign_issuer_audience_and_key() {
+        let now = Utc::now();
+        let other_iss = TokenService::new(
+            SECRET,
+            "iss-b".into(),
+            "aud-a".into(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let other_aud = TokenService::new(
+            SECRET,
+            "iss-a".into(),
+            "aud-b".into(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let other_key = TokenService::new(
+            b"another-secret-another-secret-xx",
+            "iss-a".into(),
+            "aud-a".into(),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        for issuer in [other_iss, other_aud, other_key] {
+            let t = issuer
+                .issue(Uuid::new_v4(), "eve", AuthLevel::Full, now)
+                .unwrap();
+            assert_eq!(
+                service().verify(&t.access_token, now),
+                Err(TokenError::Invalid)
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_alg_none_and_other_algorithms() {
+        let s = service();
+        let now = Utc::now();
+        let t = s
+            .issue(Uuid::new_v4(), "eve", AuthLevel::Password, now)
+            .unwrap();
+        let parts: Vec<&str> = t.access_token.split('.').collect();
+        let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let unsigned = format!("{none_header}.{}.", parts[1]);
+        assert_eq!(s.verify(&unsigned, now), Err(TokenError::Invalid));
+
+        let claims: Claims = serde_json::from_value(claims_of(&t.access_token)).unwrap();
+        let hs512 = encode(
+            &Header::new(Algorithm::HS512),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap();
+        assert_eq!(s.verify(&hs512, now), Err(TokenError::Invalid));
+        assert_eq!(s.verify("not.a.jwt", now), Err(TokenError::Invalid));
+        assert_eq!(s.verify("", now), Err(TokenError::Invalid));
+    }
+}

@@ -1,0 +1,204 @@
+//! Builds the whole application from [`Settings`]: used by `main` and by the
+//! integration tests, so the tests drive the very app users run.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use actix_web::dev::{Server, ServiceResponse};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::{web, App, HttpServer, ResponseError};
+use rand::RngCore;
+use secrecy::ExposeSecret;
+use webauthn_rs::prelude::WebauthnBuilder;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::Settings;
+use crate::controllers;
+use crate::db::{connect_and_migrate, DbSetupError};
+use crate::errors::{ApiError, PROBLEM_JSON};
+use crate::repositories::{Database, PasskeyRepository, UserRepository};
+use crate::services::auth::AuthService;
+use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
+use crate::services::passkeys::{PasskeyService, PasskeyServiceDeps};
+use crate::services::passwords::PasswordHasher;
+use crate::services::tokens::TokenService;
+
+/// What every handler and guard can reach.
+pub struct AppState {
+    pub auth: AuthService,
+    pub passkeys: PasskeyService,
+    pub tokens: Arc<TokenService>,
+    pub clock: Arc<dyn Clock>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    #[error("invalid WebAuthn relying party settings (RP_ID / RP_ORIGIN): {0}")]
+    Webauthn(String),
+    #[error("password hasher: {0}")]
+    Hasher(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("start-up task failed: {0}")]
+    Task(String),
+}
+
+/// A bound, not yet running server.
+pub struct Application {
+    server: Server,
+    address: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Application::build`], with the clock services use (tests move it).
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartupError> {
+        let state = web::Data::new(build_state(&settings, clock).await?);
+        let listener =
+            TcpListener::bind(&settings.bind_addr).map_err(|source| StartupError::Bind {
+                addr: settings.bind_addr.clone(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: settings.bind_addr.clone(),
+            source,
+        })?;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .app_data(state.clone())
+                .configure(controllers::configure)
+                .default_service(web::to(controllers::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            addr: settings.bind_addr.clone(),
+            source,
+        })?
+        .run();
+        Ok(Application { server, address })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
+    let url = settings.database_url.clone();
+    let (pool_size, pool_timeout) = (settings.database_pool_size, settings.database_pool_timeout);
+    log::info!("database: {}", url.redacted());
+    let pool = actix_web::rt::task::spawn_blocking(move || {
+        connect_and_migrate(&url, pool_size, pool_timeout)
+    })
+    .await
+    .map_err(|e| StartupError::Task(e.to_string()))??;
+    let db = Database::new(pool);
+    let users = UserRepository::new(db.clone());
+    let passkeys = PasskeyRepository::new(db);
+
+    let hasher = actix_web::rt::task::spawn_blocking(PasswordHasher::owasp)
+        .await
+        .map_err(|e| StartupError::Task(e.to_string()))?
+        .map_err(|e| StartupError::Hasher(e.to_string()))?;
+
+    let secret: Vec<u8> = match &settings.jwt_secret {
+        Some(secret) => secret.expose_secret().as_bytes().to_vec(),
+        None => {
+            log::warn!(
+                "JWT_SECRET is not set: using a random secret, so tokens will not survive a restart \
+                 and nodes will not accept each other's tokens"
+            );
+            let mut random = vec![0u8; 64];
+            rand::rngs::OsRng.fill_bytes(&mut random);
+            random
+        }
+    };
+    let tokens = Arc::new(TokenService::new(
+        &secret,
+        settings.jwt_issuer.clone(),
+        settings.jwt_audience.clone(),
+        settings.password_token_ttl,
+        settings.full_token_ttl,
+    ));
+
+    let webauthn = WebauthnBuilder::new(&settings.rp_id, &settings.rp_origin)
+        .and_then(|b| {
+            b.rp_name(&settings.rp_name)
+                .timeout(settings.challenge_ttl)
+                .build()
+        })
+        .map_err(|e| StartupError::Webauthn(e.to_string()))?;
+    let challenges: Arc<dyn ChallengeStore> = Arc::new(MokaChallengeStore::new(
+        settings.challenge_ttl,
+        settings.challenge_capacity,
+    ));
+
+    Ok(AppState {
+        auth: AuthService::new(
+            users.clone(),
+            passkeys.clone(),
+            Arc::new(hasher),
+            tokens.clone(),
+            clock.clone(),
+        ),
+        passkeys: PasskeyService::new(PasskeyServiceDeps {
+            webauthn: Arc::new(webauthn),
+            users,
+            passkeys,
+            challenges,
+            tokens: tokens.clone(),
+            clock: clock.clone(),
+            challenge_ttl: settings.challenge_ttl,
+        }),
+        tokens,
+        clock,
+    })
+}
+
+/// Error answers produced by actix itself (a wrong method, an unparsable
+/// request) get the contract's problem+json body too.
+fn ensure_problem_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let already_problem = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if already_problem {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let error = match res.status() {
+        StatusCode::NOT_FOUND => ApiError::NotFound("route"),
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        StatusCode::SERVICE_UNAVAILABLE => ApiError::ServiceUnavailable,
+        status if status.is_server_error() => {
+            ApiError::internal(format!("unhandled {status} from the framework"))
+        }
+        _ => ApiError::InvalidRequest("the request could not be processed".into()),
+    };
+    let (req, _) = res.into_parts();
+    let res = ServiceResponse::new(req, error.error_response()).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}
