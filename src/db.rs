@@ -137,7 +137,7 @@ pub fn connect_and_migrate(
 
 /// Several nodes may start at once against one PostgreSQL database: an
 /// advisory lock makes them apply migrations one at a time.
-const MIGRATION_LOCK_ID: i64 = 0x7061_7373_6b65_79;
+const MIGRATION_LOCK_ID: i64 = 0x0070_6173_736b_6579; // "passkey" in ASCII
 
 fn run_migrations(conn: &mut AnyConnection) -> Result<(), DbSetupError> {
     let is_pg = matches!(conn, AnyConnection::Postgresql(_));

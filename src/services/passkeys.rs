@@ -225,9 +225,9 @@ impl PasskeyService {
         };
 
         let credential: Credential = passkey.clone().into();
-        // Transports are hints for later allowCredentials; ones webauthn-rs
-        // does not know come back as "unknown" and are dropped.
-        let transports: Vec<String> = serde_json::to_value(&credential.transports)
+        // Transports are hints browsers use with allowCredentials; the
+        // ones webauthn-rs does not know come back as "unknown" and are dropped.
+        let transports: Vec<String> = serde_json::to_value(&response.response.transports)
             .ok()
             .and_then(|v| serde_json::from_value::<Option<Vec<String>>>(v).ok())
             .flatten()

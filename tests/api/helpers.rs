@@ -1,0 +1,346 @@
+//! The test harness: each test gets the real application on a free port with
+//! a fresh database (a new SQLite file, or a new PostgreSQL database when
+//! `TEST_DATABASE_URL` is set), a clock it can move, and an HTTP client.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use reqwest::{Client, Response};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use passkey_auth::clock::ManualClock;
+use passkey_auth::config::Settings;
+use passkey_auth::startup::Application;
+
+use crate::common::authenticator::TestAuthenticator;
+
+pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
+pub const ORIGIN: &str = "http://localhost:3000";
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// Runs each named scenario `async fn name(backend: Backend)` once on SQLite
+/// and once on PostgreSQL (the latter only when `TEST_DATABASE_URL` is set).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    super::$name(crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[actix_web::test]
+                async fn $name() {
+                    if crate::helpers::postgres_url().is_some() {
+                        super::$name(crate::helpers::Backend::Postgres).await;
+                    } else {
+                        eprintln!("TEST_DATABASE_URL is not set: PostgreSQL variant not run");
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// A database that exists for one test and is removed after it.
+enum TestDatabase {
+    Sqlite(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    fn create(backend: Backend) -> (Self, String) {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join("passkey-auth-tests");
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                let path = dir.join(format!("{}.db", Uuid::new_v4()));
+                let url = format!("sqlite://{}", path.display());
+                (TestDatabase::Sqlite(path), url)
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_url().expect("TEST_DATABASE_URL");
+                let name = format!("passkey_test_{}", Uuid::new_v4().simple());
+                let mut admin =
+                    PgConnection::establish(&admin_url).expect("connect to TEST_DATABASE_URL");
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
+                url.set_path(&format!("/{name}"));
+                (TestDatabase::Postgres { admin_url, name }, url.to_string())
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            TestDatabase::Sqlite(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            TestDatabase::Postgres { admin_url, name } => {
+                if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                    let _ = admin
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+                }
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: Client,
+    pub clock: Arc<ManualClock>,
+    pub database_url: String,
+    _database: TestDatabase,
+}
+
+/// A signed-up user with a password-level token.
+pub struct TestUser {
+    pub id: String,
+    pub username: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    /// Spawns the app with extra environment-style settings.
+    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        let (database, database_url) = TestDatabase::create(backend);
+        let mut env: HashMap<String, String> = [
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("DATABASE_URL", database_url.as_str()),
+            ("DATABASE_POOL_SIZE", "4"),
+            ("JWT_SECRET", JWT_SECRET),
+            ("RP_ID", "localhost"),
+            ("RP_ORIGIN", ORIGIN),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let settings = Settings::from_lookup(|name| env.get(name).cloned()).expect("test settings");
+        let clock = Arc::new(ManualClock::new());
+        let app = Application::build_with_clock(settings, clock.clone())
+            .await
+            .expect("application starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        actix_web::rt::spawn(app.run_until_stopped());
+        TestApp {
+            base,
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            clock,
+            database_url,
+            _database: database,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+        token: Option<&str>,
+    ) -> Response {
+        let mut req = self.client.request(method, self.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value, token: Option<&str>) -> Response {
+        self.send_json(reqwest::Method::POST, path, body, token)
+            .await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+        token: Option<&str>,
+    ) -> Response {
+        let mut req = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn signup(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/auth/signup",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    pub async fn login(&self, username: &str, password: &str) -> Response {
+        self.post_json(
+            "/auth/login",
+            &json!({"username": username, "password": password}),
+            None,
+        )
+        .await
+    }
+
+    /// Signs up a fresh user and logs in (password level).
+    pub async fn new_user(&self) -> TestUser {
+        let username = format!("user-{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let res = self.signup(&username, PASSWORD).await;
+        assert_eq!(res.status(), 201, "signup");
+        let id = res.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let res = self.login(&username, PASSWORD).await;
+        assert_eq!(res.status(), 200, "login");
+        let token = res.json::<Value>().await.unwrap()["accessToken"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        TestUser {
+            id,
+            username,
+            token,
+        }
+    }
+
+    pub async fn registration_options(&self, token: &str) -> Value {
+        let res = self.get("/passkeys/register/options", Some(token)).await;
+        assert_eq!(res.status(), 200, "registration options");
+        res.json().await.unwrap()
+    }
+
+    pub async fn authentication_options(&self, token: &str) -> Value {
+        let res = self
+            .get("/passkeys/authenticate/options", Some(token))
+            .await;
+        assert_eq!(res.status(), 200, "authentication options");
+        res.json().await.unwrap()
+    }
+
+    /// A whole registration ceremony; returns the passkey summary.
+    pub async fn register_passkey(
+        &self,
+        token: &str,
+        authenticator: &mut TestAuthenticator,
+    ) -> Value {
+        let options = self.registration_options(token).await;
+        let response = authenticator
+            .register(&options, ORIGIN)
+            .expect("authenticator registers");
+        let res = self
+            .post_json("/passkeys/register/verify", &response, Some(token))
+            .await;
+        assert_eq!(res.status(), 201, "register verify");
+        res.json().await.unwrap()
+    }
+
+    /// A whole authentication ceremony; returns the full-level token.
+    pub async fn step_up(&self, token: &str, authenticator: &mut TestAuthenticator) -> String {
+        let options = self.authentication_options(token).await;
+        let response = authenticator
+            .authenticate(&options, ORIGIN)
+            .expect("authenticator asserts");
+        let res = self
+            .post_json("/passkeys/authenticate/verify", &response, Some(token))
+            .await;
+        assert_eq!(res.status(), 200, "authenticate verify");
+        let body: Value = res.json().await.unwrap();
+        body["accessToken"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn passkey_count(&self, token: &str) -> i64 {
+        let res = self.get("/auth/me", Some(token)).await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["passkeyCount"]
+            .as_i64()
+            .unwrap()
+    }
+}
+
+/// Asserts a problem+json answer with this status and code; returns the body.
+pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
+    assert_eq!(res.status().as_u16(), status, "status for expected {code}");
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = res.json().await.expect("problem body is JSON");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert_eq!(body["type"], "about:blank");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
+    body
+}
+
+/// The claims of a JWT, without verifying it.
+pub fn claims(token: &str) -> Value {
+    let payload = token.split('.').nth(1).expect("JWT has a payload");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url"))
+        .expect("JSON claims")
+}
+
+pub fn www_authenticate(res: &Response) -> Option<String> {
+    res.headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+}

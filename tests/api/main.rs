@@ -1,0 +1,12 @@
+//! Integration tests: the real HTTP app, on SQLite always and on PostgreSQL
+//! when `TEST_DATABASE_URL` is set.
+
+#[path = "../common/mod.rs"]
+mod common;
+#[macro_use]
+mod helpers;
+
+mod auth;
+mod passkeys;
+mod routes;
+mod tokens;
