@@ -1,0 +1,43 @@
+# syntax=docker/dockerfile:1
+
+# ---- build ----------------------------------------------------------------
+FROM rust:1-bookworm AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends pkg-config libpq-dev libsqlite3-dev libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+
+# Dependencies first, in their own layer, so source edits rebuild only the app.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && cargo build --release --locked \
+ && rm -rf src
+
+COPY src ./src
+COPY migrations ./migrations
+COPY public ./public
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin passkey-auth
+
+# ---- run --------------------------------------------------------------------
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libpq5 libsqlite3-0 libssl3 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --user-group --home-dir /app --shell /usr/sbin/nologin app \
+ && mkdir -p /app/data \
+ && chown -R app:app /app
+COPY --from=build /src/target/release/passkey-auth /usr/local/bin/passkey-auth
+
+USER app
+WORKDIR /app
+# Listen on all interfaces inside the container; the SQLite default lives on
+# the volume. Set DATABASE_URL to a postgres:// URL to use PostgreSQL instead.
+ENV BIND_ADDR=0.0.0.0:3000 \
+    DATABASE_URL=/app/data/auth.db \
+    RUST_LOG=info
+VOLUME ["/app/data"]
+EXPOSE 3000
+CMD ["passkey-auth"]
