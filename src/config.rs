@@ -174,8 +174,19 @@ impl Settings {
             });
         }
 
+        let bind_addr = get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into());
+        let valid_bind = bind_addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !valid_bind {
+            return Err(ConfigError {
+                var: "BIND_ADDR",
+                message: format!("`{bind_addr}` is not HOST:PORT"),
+            });
+        }
+
         let settings = Settings {
-            bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:3000".into()),
+            bind_addr,
             database_url,
             database_pool_size: parse_number(&get, "DATABASE_POOL_SIZE", 10, 1..=1000)?,
             database_pool_timeout: Duration::from_millis(parse_number(
@@ -311,6 +322,8 @@ mod tests {
             ("JWT_FULL_TTL_SECS", "-5"),
             ("DATABASE_POOL_SIZE", "0"),
             ("RP_ORIGIN", "not a url"),
+            ("BIND_ADDR", "3000"),
+            ("BIND_ADDR", "localhost:http"),
             ("RP_ORIGIN", "ftp://localhost"),
             ("JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://x"),

@@ -41,7 +41,7 @@ pub enum StartupError {
     Webauthn(String),
     #[error("password hasher: {0}")]
     Hasher(String),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on BIND_ADDR={addr}: {source}")]
     Bind {
         addr: String,
         source: std::io::Error,

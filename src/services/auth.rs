@@ -117,7 +117,12 @@ impl AuthService {
         let record = match record {
             Some(record) if verified => record,
             _ => {
-                log::info!("login failed for username={username:?}");
+                // Log the name only when it is a well-formed username: the
+                // field may hold anything, even a password typed in the wrong box.
+                match Username::parse(username) {
+                    Ok(name) => log::info!("login failed for username={}", name.as_str()),
+                    Err(_) => log::info!("login failed for a malformed username"),
+                }
                 return Err(ServiceError::InvalidCredentials);
             }
         };

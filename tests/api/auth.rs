@@ -36,14 +36,10 @@ async fn signup_answers_201_with_the_user(backend: Backend) {
         chrono::DateTime::parse_from_rfc3339(created).is_ok(),
         "{created}"
     );
-    let mut keys: Vec<&str> = body
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
-    assert_eq!(keys, ["createdAt", "displayName", "id", "username"]);
+    assert_eq!(
+        sorted_keys(&body),
+        ["createdAt", "displayName", "id", "username"]
+    );
 }
 
 async fn signup_keeps_a_given_display_name(backend: Backend) {

@@ -332,6 +332,28 @@ pub async fn assert_problem(res: Response, status: u16, code: &str) -> Value {
     body
 }
 
+/// A ceremony response the server refused: 401 `passkey_verification_failed`.
+pub async fn assert_verification_failed(res: Response) {
+    assert_problem(res, 401, "passkey_verification_failed").await;
+}
+
+/// A verify with no live challenge: 400 `challenge_expired`.
+pub async fn assert_challenge_expired(res: Response) {
+    assert_problem(res, 400, "challenge_expired").await;
+}
+
+/// The member names of a JSON object, sorted.
+pub fn sorted_keys(value: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = value
+        .as_object()
+        .expect("an object")
+        .keys()
+        .cloned()
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 /// The claims of a JWT, without verifying it.
 pub fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).expect("JWT has a payload");

@@ -272,7 +272,7 @@ async fn a_challenge_serves_one_verify_attempt(backend: Backend) {
         201
     );
     let replay = verify_registration(&app, &user.token, &body).await;
-    assert_problem(replay, 400, "challenge_expired").await;
+    assert_challenge_expired(replay).await;
 
     let options = app.authentication_options(&user.token).await;
     let body = device.authenticate(&options, ORIGIN).unwrap();
@@ -283,12 +283,12 @@ async fn a_challenge_serves_one_verify_attempt(backend: Backend) {
         200
     );
     let replay = verify_authentication(&app, &user.token, &body).await;
-    assert_problem(replay, 400, "challenge_expired").await;
+    assert_challenge_expired(replay).await;
 
     // Verify with no options at all.
     let fresh = app.new_user().await;
     let res = verify_authentication(&app, &fresh.token, &body).await;
-    assert_problem(res, 400, "challenge_expired").await;
+    assert_challenge_expired(res).await;
 }
 
 async fn a_failed_verify_consumes_the_challenge(backend: Backend) {
@@ -306,19 +306,9 @@ async fn a_failed_verify_consumes_the_challenge(backend: Backend) {
             },
         )
         .unwrap();
-    assert_problem(
-        verify_registration(&app, &user.token, &bad).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_registration(&app, &user.token, &bad).await).await;
     let good = device.register(&options, ORIGIN).unwrap();
-    assert_problem(
-        verify_registration(&app, &user.token, &good).await,
-        400,
-        "challenge_expired",
-    )
-    .await;
+    assert_challenge_expired(verify_registration(&app, &user.token, &good).await).await;
 
     app.register_passkey(&user.token, &mut device).await;
     let options = app.authentication_options(&user.token).await;
@@ -332,19 +322,9 @@ async fn a_failed_verify_consumes_the_challenge(backend: Backend) {
             },
         )
         .unwrap();
-    assert_problem(
-        verify_authentication(&app, &user.token, &bad).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_authentication(&app, &user.token, &bad).await).await;
     let good = device.authenticate(&options, ORIGIN).unwrap();
-    assert_problem(
-        verify_authentication(&app, &user.token, &good).await,
-        400,
-        "challenge_expired",
-    )
-    .await;
+    assert_challenge_expired(verify_authentication(&app, &user.token, &good).await).await;
 }
 
 async fn challenges_expire(backend: Backend) {
@@ -355,12 +335,7 @@ async fn challenges_expire(backend: Backend) {
     let options = app.registration_options(&user.token).await;
     let body = device.register(&options, ORIGIN).unwrap();
     app.clock.advance(Duration::from_secs(301));
-    assert_problem(
-        verify_registration(&app, &user.token, &body).await,
-        400,
-        "challenge_expired",
-    )
-    .await;
+    assert_challenge_expired(verify_registration(&app, &user.token, &body).await).await;
     assert_eq!(app.passkey_count(&user.token).await, 0);
 
     // Just inside the lifetime it still works.
@@ -375,12 +350,7 @@ async fn challenges_expire(backend: Backend) {
     let options = app.authentication_options(&user.token).await;
     let body = device.authenticate(&options, ORIGIN).unwrap();
     app.clock.advance(Duration::from_secs(300));
-    assert_problem(
-        verify_authentication(&app, &user.token, &body).await,
-        400,
-        "challenge_expired",
-    )
-    .await;
+    assert_challenge_expired(verify_authentication(&app, &user.token, &body).await).await;
 }
 
 async fn challenges_are_bound_to_user_and_ceremony(backend: Backend) {
@@ -392,12 +362,7 @@ async fn challenges_are_bound_to_user_and_ceremony(backend: Backend) {
     // Alice's registration challenge cannot be answered by Bob.
     let options = app.registration_options(&alice.token).await;
     let body = device.register(&options, ORIGIN).unwrap();
-    assert_problem(
-        verify_registration(&app, &bob.token, &body).await,
-        400,
-        "challenge_expired",
-    )
-    .await;
+    assert_challenge_expired(verify_registration(&app, &bob.token, &body).await).await;
     // ...and it is still Alice's to use.
     assert_eq!(
         verify_registration(&app, &alice.token, &body)
@@ -419,12 +384,7 @@ async fn challenges_are_bound_to_user_and_ceremony(backend: Backend) {
             },
         )
         .unwrap();
-    assert_problem(
-        verify_authentication(&app, &alice.token, &assertion).await,
-        400,
-        "challenge_expired",
-    )
-    .await;
+    assert_challenge_expired(verify_authentication(&app, &alice.token, &assertion).await).await;
     // The registration challenge is untouched by that attempt.
     let body = other.register(&reg_options, ORIGIN).unwrap();
     assert_eq!(
@@ -446,12 +406,7 @@ async fn wrong_origin_is_refused_and_nothing_is_stored(backend: Backend) {
         let mut device = TestAuthenticator::new();
         let options = app.registration_options(&user.token).await;
         let body = device.register(&options, origin).unwrap();
-        assert_problem(
-            verify_registration(&app, &user.token, &body).await,
-            401,
-            "passkey_verification_failed",
-        )
-        .await;
+        assert_verification_failed(verify_registration(&app, &user.token, &body).await).await;
     }
     assert_eq!(app.passkey_count(&user.token).await, 0);
 
@@ -461,12 +416,7 @@ async fn wrong_origin_is_refused_and_nothing_is_stored(backend: Backend) {
     let body = device
         .authenticate(&options, "https://evil.example")
         .unwrap();
-    assert_problem(
-        verify_authentication(&app, &user.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
     let list: Value = app
         .get("/passkeys", Some(&user.token))
         .await
@@ -494,12 +444,7 @@ async fn wrong_rp_id_is_refused_and_nothing_is_stored(backend: Backend) {
     let options = app.registration_options(&user.token).await;
     assert_eq!(options["publicKey"]["rp"]["id"], "example.com");
     let body = device.register_with(&options, origin, &wrong_rp).unwrap();
-    assert_problem(
-        verify_registration(&app, &user.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_registration(&app, &user.token, &body).await).await;
     assert_eq!(app.passkey_count(&user.token).await, 0);
 
     let options = app.registration_options(&user.token).await;
@@ -512,12 +457,7 @@ async fn wrong_rp_id_is_refused_and_nothing_is_stored(backend: Backend) {
     let body = device
         .authenticate_with(&options, origin, &wrong_rp)
         .unwrap();
-    assert_problem(
-        verify_authentication(&app, &user.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
     let options = app.authentication_options(&user.token).await;
     let body = device.authenticate(&options, origin).unwrap();
     assert_eq!(
@@ -540,12 +480,7 @@ async fn wrong_challenge_or_ceremony_type_is_refused(backend: Backend) {
     let body = device
         .register_with(&options, ORIGIN, &other_challenge)
         .unwrap();
-    assert_problem(
-        verify_registration(&app, &user.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_registration(&app, &user.token, &body).await).await;
 
     app.register_passkey(&user.token, &mut device).await;
     for tweaks in [
@@ -557,12 +492,7 @@ async fn wrong_challenge_or_ceremony_type_is_refused(backend: Backend) {
     ] {
         let options = app.authentication_options(&user.token).await;
         let body = device.authenticate_with(&options, ORIGIN, &tweaks).unwrap();
-        assert_problem(
-            verify_authentication(&app, &user.token, &body).await,
-            401,
-            "passkey_verification_failed",
-        )
-        .await;
+        assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
     }
 }
 
@@ -588,12 +518,7 @@ async fn another_users_credential_is_refused(backend: Backend) {
             },
         )
         .unwrap();
-    assert_problem(
-        verify_authentication(&app, &mallory.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_authentication(&app, &mallory.token, &body).await).await;
 
     // Mallory claims Alice's credential id but signs with her own key.
     let options = app.authentication_options(&mallory.token).await;
@@ -608,60 +533,36 @@ async fn another_users_credential_is_refused(backend: Backend) {
             },
         )
         .unwrap();
-    assert_problem(
-        verify_authentication(&app, &mallory.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_authentication(&app, &mallory.token, &body).await).await;
+}
+
+/// A user with one passkey answers a fresh authentication challenge with
+/// `tweaks`: the server must refuse it.
+async fn assert_tweaked_assertion_refused(app: &TestApp, tweaks: Tweaks) {
+    let user = app.new_user().await;
+    let mut device = TestAuthenticator::new();
+    app.register_passkey(&user.token, &mut device).await;
+    let options = app.authentication_options(&user.token).await;
+    let body = device.authenticate_with(&options, ORIGIN, &tweaks).unwrap();
+    assert_verification_failed(verify_authentication(app, &user.token, &body).await).await;
 }
 
 async fn user_handle_of_another_user_is_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let user = app.new_user().await;
-    let mut device = TestAuthenticator::new();
-    app.register_passkey(&user.token, &mut device).await;
-    let options = app.authentication_options(&user.token).await;
-    let body = device
-        .authenticate_with(
-            &options,
-            ORIGIN,
-            &Tweaks {
-                user_handle: Some(Some(b64(uuid::Uuid::new_v4().as_bytes()))),
-                ..Tweaks::default()
-            },
-        )
-        .unwrap();
-    assert_problem(
-        verify_authentication(&app, &user.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    let tweaks = Tweaks {
+        user_handle: Some(Some(b64(uuid::Uuid::new_v4().as_bytes()))),
+        ..Tweaks::default()
+    };
+    assert_tweaked_assertion_refused(&app, tweaks).await;
 }
 
 async fn cross_origin_assertions_are_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let user = app.new_user().await;
-    let mut device = TestAuthenticator::new();
-    app.register_passkey(&user.token, &mut device).await;
-    let options = app.authentication_options(&user.token).await;
-    let body = device
-        .authenticate_with(
-            &options,
-            ORIGIN,
-            &Tweaks {
-                cross_origin: Some(true),
-                ..Tweaks::default()
-            },
-        )
-        .unwrap();
-    assert_problem(
-        verify_authentication(&app, &user.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    let tweaks = Tweaks {
+        cross_origin: Some(true),
+        ..Tweaks::default()
+    };
+    assert_tweaked_assertion_refused(&app, tweaks).await;
 }
 
 async fn counter_regression_is_refused(backend: Backend) {
@@ -689,12 +590,7 @@ async fn counter_regression_is_refused(backend: Backend) {
                 },
             )
             .unwrap();
-        assert_problem(
-            verify_authentication(&app, &user.token, &body).await,
-            401,
-            "passkey_verification_failed",
-        )
-        .await;
+        assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
     }
     // A zero counter after a non-zero one is a regression too.
     let options = app.authentication_options(&user.token).await;
@@ -708,12 +604,7 @@ async fn counter_regression_is_refused(backend: Backend) {
             },
         )
         .unwrap();
-    assert_problem(
-        verify_authentication(&app, &user.token, &body).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
 
     // The genuine authenticator carries on from its own counter.
     app.step_up(&user.token, &mut device).await;
@@ -797,15 +688,8 @@ async fn passkey_summaries_never_show_key_material(backend: Backend) {
         .unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0], summary);
-    let mut keys: Vec<&str> = summary
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
     assert_eq!(
-        keys,
+        sorted_keys(&summary),
         [
             "backupEligible",
             "backupState",
@@ -967,12 +851,7 @@ async fn malformed_ceremony_bodies_are_400_naming_the_field(backend: Backend) {
     let options = app.registration_options(&user.token).await;
     let mut garbage = device.register(&options, ORIGIN).unwrap();
     garbage["response"]["attestationObject"] = json!(b64(b"definitely not CBOR"));
-    assert_problem(
-        verify_registration(&app, &user.token, &garbage).await,
-        401,
-        "passkey_verification_failed",
-    )
-    .await;
+    assert_verification_failed(verify_registration(&app, &user.token, &garbage).await).await;
 
     app.register_passkey(&user.token, &mut device).await;
     app.authentication_options(&user.token).await;
