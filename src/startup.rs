@@ -21,7 +21,7 @@ use crate::errors::{ApiError, PROBLEM_JSON};
 use crate::repositories::{Database, PasskeyRepository, UserRepository};
 use crate::services::auth::AuthService;
 use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
-use crate::services::passkeys::{PasskeyService, PasskeyServiceDeps};
+use crate::services::passkeys::PasskeyService;
 use crate::services::passwords::PasswordHasher;
 use crate::services::tokens::TokenService;
 
@@ -164,7 +164,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             tokens.clone(),
             clock.clone(),
         ),
-        passkeys: PasskeyService::new(PasskeyServiceDeps {
+        passkeys: PasskeyService {
             webauthn: Arc::new(webauthn),
             users,
             passkeys,
@@ -172,7 +172,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             tokens: tokens.clone(),
             clock: clock.clone(),
             challenge_ttl: settings.challenge_ttl,
-        }),
+        },
         tokens,
         clock,
     })

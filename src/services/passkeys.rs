@@ -68,7 +68,9 @@ struct ClientDataFlags {
     cross_origin: bool,
 }
 
-pub struct PasskeyServiceDeps {
+/// Built once at start from the parts it is given (no globals).
+#[derive(Clone)]
+pub struct PasskeyService {
     pub webauthn: Arc<Webauthn>,
     pub users: UserRepository,
     pub passkeys: PasskeyRepository,
@@ -76,17 +78,6 @@ pub struct PasskeyServiceDeps {
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
     pub challenge_ttl: Duration,
-}
-
-#[derive(Clone)]
-pub struct PasskeyService {
-    webauthn: Arc<Webauthn>,
-    users: UserRepository,
-    passkeys: PasskeyRepository,
-    challenges: Arc<dyn ChallengeStore>,
-    tokens: Arc<TokenService>,
-    clock: Arc<dyn Clock>,
-    challenge_ttl: Duration,
 }
 
 fn encode_id(bytes: &[u8]) -> String {
@@ -110,18 +101,6 @@ fn verification_failed(
 }
 
 impl PasskeyService {
-    pub fn new(deps: PasskeyServiceDeps) -> Self {
-        PasskeyService {
-            webauthn: deps.webauthn,
-            users: deps.users,
-            passkeys: deps.passkeys,
-            challenges: deps.challenges,
-            tokens: deps.tokens,
-            clock: deps.clock,
-            challenge_ttl: deps.challenge_ttl,
-        }
-    }
-
     async fn put_ceremony<S: Serialize>(
         &self,
         key: ChallengeKey,
