@@ -87,6 +87,8 @@ pub struct Settings {
     pub rp_name: String,
     pub challenge_ttl: Duration,
     pub challenge_capacity: u64,
+    /// Origins allowed cross-origin access (CORS); empty means CORS off.
+    pub cors_origins: Vec<String>,
 }
 
 impl fmt::Debug for Settings {
@@ -109,6 +111,7 @@ impl fmt::Debug for Settings {
             .field("rp_name", &self.rp_name)
             .field("challenge_ttl", &self.challenge_ttl)
             .field("challenge_capacity", &self.challenge_capacity)
+            .field("cors_origins", &self.cors_origins)
             .finish()
     }
 }
@@ -192,7 +195,7 @@ impl Settings {
             database_pool_timeout: Duration::from_millis(parse_number(
                 &get,
                 "DATABASE_POOL_TIMEOUT_MS",
-                5_000,
+                1_500,
                 50..=120_000,
             )?),
             jwt_secret,
@@ -225,9 +228,36 @@ impl Settings {
                 100_000,
                 1..=100_000_000,
             )?,
+            cors_origins: parse_origins(get("CORS_ORIGINS"))?,
         };
         Ok(settings)
     }
+}
+
+/// A comma-separated list of exact origins (`scheme://host[:port]`).
+fn parse_origins(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|origin| {
+            let parsed = Url::parse(origin).ok().filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some()
+                    && u.path() == "/"
+                    && u.query().is_none()
+            });
+            match parsed {
+                Some(url) => Ok(url.origin().ascii_serialization()),
+                None => Err(ConfigError {
+                    var: "CORS_ORIGINS",
+                    message: format!("`{origin}` is not an origin like https://app.example.com"),
+                }),
+            }
+        })
+        .collect()
 }
 
 fn parse_number<T>(
@@ -327,11 +357,27 @@ mod tests {
             ("RP_ORIGIN", "ftp://localhost"),
             ("JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://x"),
+            ("CORS_ORIGINS", "*"),
+            ("CORS_ORIGINS", "https://ok.example, not-an-origin"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn cors_origins_are_normalised() {
+        let s = settings(&[(
+            "CORS_ORIGINS",
+            "https://app.example.com, http://localhost:8080/",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.cors_origins,
+            ["https://app.example.com", "http://localhost:8080"]
+        );
+        assert!(settings(&[]).unwrap().cors_origins.is_empty());
     }
 
     #[test]

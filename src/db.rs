@@ -129,8 +129,13 @@ pub fn connect_and_migrate(
     let pool = diesel::r2d2::Pool::builder()
         .max_size(pool_size)
         .min_idle(Some(1))
+        // A bounded wait: with the database down a request gets a 503 in
+        // `pool_timeout`, not a hang.
         .connection_timeout(pool_timeout)
-        .test_on_check_out(false)
+        // A connection the server dropped is found (SELECT 1) and replaced
+        // at checkout, so the pool recovers by itself when the database
+        // comes back.
+        .test_on_check_out(true)
         .build(manager)?;
     Ok(pool)
 }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod errors;
 pub mod guards;
+pub mod middleware;
 pub mod repositories;
 pub mod schema;
 pub mod services;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::http::StatusCode;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::middleware::{Compat, Condition, ErrorHandlerResponse, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer, ResponseError};
 use rand::RngCore;
 use secrecy::ExposeSecret;
@@ -18,9 +18,11 @@ use crate::config::Settings;
 use crate::controllers;
 use crate::db::{connect_and_migrate, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
+use crate::middleware::{cors, security_headers};
 use crate::repositories::{Database, PasskeyRepository, UserRepository};
 use crate::services::auth::AuthService;
 use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
+use crate::services::health::HealthService;
 use crate::services::passkeys::PasskeyService;
 use crate::services::passwords::PasswordHasher;
 use crate::services::tokens::TokenService;
@@ -29,8 +31,26 @@ use crate::services::tokens::TokenService;
 pub struct AppState {
     pub auth: AuthService,
     pub passkeys: PasskeyService,
+    pub health: HealthService,
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
+}
+
+/// What tests may change about the application.
+pub struct BuildOptions {
+    /// The clock services use.
+    pub clock: Arc<dyn Clock>,
+    /// Extra routes (tests mount failure-injecting handlers here).
+    pub extra_routes: Option<fn(&mut web::ServiceConfig)>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            clock: Arc::new(SystemClock),
+            extra_routes: None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +78,23 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+        Self::build_with(settings, BuildOptions::default()).await
     }
 
-    /// As [`Application::build`], with the clock services use (tests move it).
-    pub async fn build_with_clock(
+    /// As [`Application::build`], with test hooks.
+    pub async fn build_with(
         settings: Settings,
-        clock: Arc<dyn Clock>,
+        options: BuildOptions,
     ) -> Result<Self, StartupError> {
-        let state = web::Data::new(build_state(&settings, clock).await?);
+        let state = web::Data::new(build_state(&settings, options.clock).await?);
+        let extra_routes = options.extra_routes;
+        // Same-origin requests from the demo page carry an Origin header
+        // too, so when CORS is on the page's own origin must be allowed.
+        let mut cors_origins = settings.cors_origins.clone();
+        let own_origin = settings.rp_origin.origin().ascii_serialization();
+        if !cors_origins.is_empty() && !cors_origins.contains(&own_origin) {
+            cors_origins.push(own_origin);
+        }
         let listener =
             TcpListener::bind(&settings.bind_addr).map_err(|source| StartupError::Bind {
                 addr: settings.bind_addr.clone(),
@@ -77,11 +105,22 @@ impl Application {
             source,
         })?;
         let server = HttpServer::new(move || {
+            let cors = cors(&cors_origins);
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                .wrap(security_headers())
+                .wrap(Condition::new(
+                    cors.is_some(),
+                    Compat::new(cors.unwrap_or_default()),
+                ))
                 .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
                 .app_data(state.clone())
                 .configure(controllers::configure)
+                .configure(|cfg| {
+                    if let Some(routes) = extra_routes {
+                        routes(cfg);
+                    }
+                })
                 .default_service(web::to(controllers::not_found))
         })
         .listen(listener)
@@ -117,7 +156,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
     .map_err(|e| StartupError::Task(e.to_string()))??;
     let db = Database::new(pool);
     let users = UserRepository::new(db.clone());
-    let passkeys = PasskeyRepository::new(db);
+    let passkeys = PasskeyRepository::new(db.clone());
 
     let hasher = actix_web::rt::task::spawn_blocking(PasswordHasher::owasp)
         .await
@@ -168,11 +207,12 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             webauthn: Arc::new(webauthn),
             users,
             passkeys,
-            challenges,
+            challenges: challenges.clone(),
             tokens: tokens.clone(),
             clock: clock.clone(),
             challenge_ttl: settings.challenge_ttl,
         },
+        health: HealthService { db, challenges },
         tokens,
         clock,
     })

@@ -3,51 +3,75 @@
 
 pub mod auth;
 pub mod demo;
+pub mod health;
 pub mod json;
 pub mod passkeys;
 pub mod protected;
 pub mod users;
 
-use actix_web::{web, HttpResponse};
+use actix_web::body::BoxBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpResponse, Resource};
 use serde::Serialize;
 
 use crate::domain::AuthLevel;
 use crate::errors::ApiError;
+use crate::middleware::catch_panics;
 use crate::services::tokens::IssuedToken;
+
+/// A resource whose handlers' panics become 500 answers. (The panic guard
+/// sits on each resource because it must hold the request, and actix routes
+/// only requests no one else holds.)
+pub fn resource(
+    path: &str,
+) -> Resource<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    web::resource(path).wrap(from_fn(catch_panics))
+}
 
 /// Every route of the contract.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/").route(web::get().to(demo::index)))
-        .service(web::resource("/app.js").route(web::get().to(demo::script)))
-        .service(web::resource("/style.css").route(web::get().to(demo::stylesheet)))
-        .service(web::resource("/auth/signup").route(web::post().to(auth::signup)))
-        .service(web::resource("/auth/login").route(web::post().to(auth::login)))
-        .service(web::resource("/auth/me").route(web::get().to(auth::me)))
+    cfg.service(resource("/").route(web::get().to(demo::index)))
+        .service(resource("/app.js").route(web::get().to(demo::script)))
+        .service(resource("/style.css").route(web::get().to(demo::stylesheet)))
+        .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/readyz").route(web::get().to(health::readyz)))
+        .service(resource("/auth/signup").route(web::post().to(auth::signup)))
+        .service(resource("/auth/login").route(web::post().to(auth::login)))
+        .service(resource("/auth/me").route(web::get().to(auth::me)))
         .service(
-            web::resource("/passkeys/register/options")
+            resource("/passkeys/register/options")
                 .route(web::get().to(passkeys::registration_options)),
         )
         .service(
-            web::resource("/passkeys/register/verify")
+            resource("/passkeys/register/verify")
                 .route(web::post().to(passkeys::verify_registration)),
         )
         .service(
-            web::resource("/passkeys/authenticate/options")
+            resource("/passkeys/authenticate/options")
                 .route(web::get().to(passkeys::authentication_options)),
         )
         .service(
-            web::resource("/passkeys/authenticate/verify")
+            resource("/passkeys/authenticate/verify")
                 .route(web::post().to(passkeys::verify_authentication)),
         )
-        .service(web::resource("/passkeys").route(web::get().to(passkeys::list)))
+        .service(resource("/passkeys").route(web::get().to(passkeys::list)))
         .service(
-            web::resource("/passkeys/{id}")
+            resource("/passkeys/{id}")
                 .route(web::patch().to(passkeys::rename))
                 .route(web::delete().to(passkeys::delete)),
         )
-        .service(web::resource("/users/profile").route(web::get().to(users::profile)))
-        .service(web::resource("/protected/basic").route(web::get().to(protected::basic)))
-        .service(web::resource("/protected/full").route(web::get().to(protected::full)));
+        .service(resource("/users/profile").route(web::get().to(users::profile)))
+        .service(resource("/protected/basic").route(web::get().to(protected::basic)))
+        .service(resource("/protected/full").route(web::get().to(protected::full)));
 }
 
 /// Unknown paths.

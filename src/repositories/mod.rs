@@ -50,6 +50,15 @@ impl Database {
         Database { pool }
     }
 
+    /// A round trip to the database (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), RepoError> {
+        self.run(|conn| {
+            diesel::connection::SimpleConnection::batch_execute(conn, "SELECT 1")?;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `query` with a pooled connection on the blocking thread pool.
     pub async fn run<T, F>(&self, query: F) -> Result<T, RepoError>
     where

@@ -58,6 +58,11 @@ pub trait ChallengeStore: Send + Sync {
 
     /// Removes and returns the state under `key`, if any.
     async fn take(&self, key: &ChallengeKey) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Whether the store can be reached (for `/readyz`).
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// The embedded default: an in-process moka cache, bounded in entries and

@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod challenges;
+pub mod health;
 pub mod passkeys;
 pub mod passwords;
 pub mod tokens;

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use passkey_auth::clock::ManualClock;
 use passkey_auth::config::Settings;
-use passkey_auth::startup::Application;
+use passkey_auth::startup::{Application, BuildOptions};
 
 use crate::common::authenticator::TestAuthenticator;
 
@@ -135,10 +135,21 @@ impl TestApp {
 
     /// Spawns the app with extra environment-style settings.
     pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_custom(backend, overrides, str::to_owned).await
+    }
+
+    /// As [`TestApp::spawn_with`], reaching the fresh database through the
+    /// URL `reach` makes of its real URL (e.g. through a proxy).
+    pub async fn spawn_custom(
+        backend: Backend,
+        overrides: &[(&str, &str)],
+        reach: impl FnOnce(&str) -> String,
+    ) -> Self {
         let (database, database_url) = TestDatabase::create(backend);
+        let app_database_url = reach(&database_url);
         let mut env: HashMap<String, String> = [
             ("BIND_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", database_url.as_str()),
+            ("DATABASE_URL", app_database_url.as_str()),
             ("DATABASE_POOL_SIZE", "4"),
             ("JWT_SECRET", JWT_SECRET),
             ("RP_ID", "localhost"),
@@ -152,7 +163,11 @@ impl TestApp {
         }
         let settings = Settings::from_lookup(|name| env.get(name).cloned()).expect("test settings");
         let clock = Arc::new(ManualClock::new());
-        let app = Application::build_with_clock(settings, clock.clone())
+        let options = BuildOptions {
+            clock: clock.clone(),
+            extra_routes: Some(test_routes),
+        };
+        let app = Application::build_with(settings, options)
             .await
             .expect("application starts");
         let base = format!("http://127.0.0.1:{}", app.port());
@@ -310,6 +325,17 @@ impl TestApp {
             .as_i64()
             .unwrap()
     }
+}
+
+/// Routes only the tests mount: a handler that panics.
+fn test_routes(cfg: &mut actix_web::web::ServiceConfig) {
+    cfg.service(passkey_auth::controllers::resource("/test/panic").route(
+        actix_web::web::get().to(|| async {
+            panic!("a handler bug");
+            #[allow(unreachable_code)]
+            actix_web::HttpResponse::Ok().finish()
+        }),
+    ));
 }
 
 /// Asserts a problem+json answer with this status and code; returns the body.

@@ -7,6 +7,9 @@ mod common;
 mod helpers;
 
 mod auth;
+mod headers;
 mod passkeys;
+mod proxy;
+mod resilience;
 mod routes;
 mod tokens;
