@@ -8,8 +8,11 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use secrecy::SecretString;
 use webauthn_rs::prelude::Url;
+
+use crate::services::rate_limit::{LockoutPolicy, RateLimit};
 
 /// Where the data lives, chosen by `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +92,11 @@ pub struct Settings {
     pub challenge_capacity: u64,
     /// Origins allowed cross-origin access (CORS); empty means CORS off.
     pub cors_origins: Vec<String>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub ip_rate_limit: RateLimit,
+    pub account_rate_limit: RateLimit,
+    pub login_lockout: LockoutPolicy,
 }
 
 impl fmt::Debug for Settings {
@@ -112,6 +120,10 @@ impl fmt::Debug for Settings {
             .field("challenge_ttl", &self.challenge_ttl)
             .field("challenge_capacity", &self.challenge_capacity)
             .field("cors_origins", &self.cors_origins)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("ip_rate_limit", &self.ip_rate_limit)
+            .field("account_rate_limit", &self.account_rate_limit)
+            .field("login_lockout", &self.login_lockout)
             .finish()
     }
 }
@@ -229,6 +241,30 @@ impl Settings {
                 1..=100_000_000,
             )?,
             cors_origins: parse_origins(get("CORS_ORIGINS"))?,
+            trusted_proxies: parse_networks(get("TRUSTED_PROXIES"))?,
+            ip_rate_limit: RateLimit {
+                per_minute: parse_number(&get, "RATE_LIMIT_IP_PER_MINUTE", 60, 0..=1_000_000)?,
+                burst: parse_number(&get, "RATE_LIMIT_IP_BURST", 20, 1..=1_000_000)?,
+            },
+            account_rate_limit: RateLimit {
+                per_minute: parse_number(&get, "RATE_LIMIT_ACCOUNT_PER_MINUTE", 20, 0..=1_000_000)?,
+                burst: parse_number(&get, "RATE_LIMIT_ACCOUNT_BURST", 10, 1..=1_000_000)?,
+            },
+            login_lockout: LockoutPolicy {
+                threshold: parse_number(&get, "LOGIN_LOCKOUT_THRESHOLD", 5, 0..=1_000)?,
+                base: Duration::from_secs(parse_number(
+                    &get,
+                    "LOGIN_LOCKOUT_BASE_SECS",
+                    30,
+                    1..=86_400,
+                )?),
+                max: Duration::from_secs(parse_number(
+                    &get,
+                    "LOGIN_LOCKOUT_MAX_SECS",
+                    900,
+                    1..=604_800,
+                )?),
+            },
         };
         Ok(settings)
     }
@@ -256,6 +292,25 @@ fn parse_origins(raw: Option<String>) -> Result<Vec<String>, ConfigError> {
                     message: format!("`{origin}` is not an origin like https://app.example.com"),
                 }),
             }
+        })
+        .collect()
+}
+
+/// A comma-separated list of addresses or CIDR networks.
+fn parse_networks(raw: Option<String>) -> Result<Vec<IpNet>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| ConfigError {
+                    var: "TRUSTED_PROXIES",
+                    message: format!("`{item}` is not an IP address or CIDR network"),
+                })
         })
         .collect()
 }
@@ -358,6 +413,10 @@ mod tests {
             ("JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://x"),
             ("CORS_ORIGINS", "*"),
+            ("TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("TRUSTED_PROXIES", "proxy.local"),
+            ("RATE_LIMIT_IP_BURST", "0"),
+            ("LOGIN_LOCKOUT_MAX_SECS", "forever"),
             ("CORS_ORIGINS", "https://ok.example, not-an-origin"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();
@@ -378,6 +437,13 @@ mod tests {
             ["https://app.example.com", "http://localhost:8080"]
         );
         assert!(settings(&[]).unwrap().cors_origins.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let s = settings(&[("TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1 ,::1")]).unwrap();
+        let shown: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Values parsed once at the edge: past a controller they are known-valid.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +139,19 @@ impl Nickname {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Who is asking, as far as the network tells: the client IP (from the
+/// socket, or from `X-Forwarded-For` when the peer is a trusted proxy) and
+/// the user agent (at most [`ClientInfo::MAX_USER_AGENT`] characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub user_agent: Option<String>,
+}
+
+impl ClientInfo {
+    pub const MAX_USER_AGENT: usize = 256;
 }
 
 /// How strongly the bearer of a token has authenticated.

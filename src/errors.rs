@@ -34,6 +34,10 @@ pub enum ApiError {
     CredentialExists,
     NoPasskeys,
     PayloadTooLarge,
+    /// Too many requests; the client may retry after this many seconds.
+    RateLimited {
+        retry_after_secs: u64,
+    },
     ServiceUnavailable,
     /// Something failed on the server; the id is in the body and in the log line.
     Internal {
@@ -63,6 +67,7 @@ impl ApiError {
                 StatusCode::CONFLICT
             }
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -84,6 +89,7 @@ impl ApiError {
             ApiError::CredentialExists => "credential_exists",
             ApiError::NoPasskeys => "no_passkeys",
             ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::ServiceUnavailable => "service_unavailable",
             ApiError::Internal { .. } => "internal_error",
         }
@@ -112,6 +118,9 @@ impl ApiError {
             ApiError::CredentialExists => "this passkey is already registered".into(),
             ApiError::NoPasskeys => "register a passkey first".into(),
             ApiError::PayloadTooLarge => "the request body is larger than 64 KiB".into(),
+            ApiError::RateLimited { retry_after_secs } => {
+                format!("too many attempts: try again in {retry_after_secs} s")
+            }
             ApiError::ServiceUnavailable => {
                 "a backing service is unavailable; try again shortly".into()
             }
@@ -178,6 +187,9 @@ impl ResponseError for ApiError {
                 HeaderValue::from_static(challenge),
             ));
         }
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        }
         response.json(problem)
     }
 }
@@ -200,6 +212,10 @@ impl From<ServiceError> for ApiError {
             ServiceError::PasskeyVerificationFailed => ApiError::PasskeyVerificationFailed,
             ServiceError::CredentialExists => ApiError::CredentialExists,
             ServiceError::PasskeyNotFound => ApiError::NotFound("passkey"),
+            ServiceError::RateLimited { retry_after } => ApiError::RateLimited {
+                // Whole seconds, rounded up: never tell a client to retry too early.
+                retry_after_secs: retry_after.as_millis().div_ceil(1000).max(1) as u64,
+            },
             ServiceError::Unavailable(cause) => {
                 log::warn!("backing service unavailable: {cause}");
                 ApiError::ServiceUnavailable
@@ -254,6 +270,25 @@ mod tests {
         assert!(www
             .unwrap()
             .contains(r#"error="insufficient_user_authentication""#));
+    }
+
+    #[test]
+    fn rate_limited_answers_carry_retry_after() {
+        let res = ApiError::RateLimited {
+            retry_after_secs: 7,
+        }
+        .error_response();
+        assert_eq!(res.status(), 429);
+        assert_eq!(res.headers().get(header::RETRY_AFTER).unwrap(), "7");
+        let millis = ServiceError::RateLimited {
+            retry_after: std::time::Duration::from_millis(1_200),
+        };
+        assert!(matches!(
+            ApiError::from(millis),
+            ApiError::RateLimited {
+                retry_after_secs: 2
+            }
+        ));
     }
 
     #[test]

@@ -25,6 +25,7 @@ use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
 use crate::services::health::HealthService;
 use crate::services::passkeys::PasskeyService;
 use crate::services::passwords::PasswordHasher;
+use crate::services::rate_limit::{MemoryRateLimitStore, RateLimiter};
 use crate::services::tokens::TokenService;
 
 /// What every handler and guard can reach.
@@ -33,6 +34,8 @@ pub struct AppState {
     pub passkeys: PasskeyService,
     pub health: HealthService,
     pub tokens: Arc<TokenService>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -195,12 +198,23 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         settings.challenge_capacity,
     ));
 
+    let limiter = RateLimiter {
+        store: Arc::new(MemoryRateLimitStore::new(
+            settings.ip_rate_limit,
+            settings.account_rate_limit,
+            &settings.login_lockout,
+        )),
+        lockout: settings.login_lockout,
+        clock: clock.clone(),
+    };
+
     Ok(AppState {
         auth: AuthService::new(
             users.clone(),
             passkeys.clone(),
             Arc::new(hasher),
             tokens.clone(),
+            limiter.clone(),
             clock.clone(),
         ),
         passkeys: PasskeyService {
@@ -211,9 +225,11 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             tokens: tokens.clone(),
             clock: clock.clone(),
             challenge_ttl: settings.challenge_ttl,
+            limiter,
         },
         health: HealthService { db, challenges },
         tokens,
+        trusted_proxies: settings.trusted_proxies.clone(),
         clock,
     })
 }

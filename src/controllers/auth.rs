@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::json::JsonBody;
 use super::TokenResponse;
-use crate::domain::{AuthLevel, DisplayName, Password, Username};
+use crate::domain::{AuthLevel, ClientInfo, DisplayName, Password, Username};
 use crate::errors::ApiError;
 use crate::guards::LoginUser;
 use crate::services::auth::SignupInput;
@@ -21,6 +21,7 @@ pub struct SignupBody {
 
 pub async fn signup(
     state: web::Data<AppState>,
+    client: ClientInfo,
     JsonBody(body): JsonBody<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
     let username = Username::parse(&body.username)?;
@@ -31,11 +32,14 @@ pub async fn signup(
     };
     let user = state
         .auth
-        .signup(SignupInput {
-            username,
-            password,
-            display_name,
-        })
+        .signup(
+            SignupInput {
+                username,
+                password,
+                display_name,
+            },
+            &client,
+        )
         .await?;
     Ok(HttpResponse::Created().json(user))
 }
@@ -48,9 +52,13 @@ pub struct LoginBody {
 
 pub async fn login(
     state: web::Data<AppState>,
+    client: ClientInfo,
     JsonBody(body): JsonBody<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let token = state.auth.login(&body.username, body.password).await?;
+    let token = state
+        .auth
+        .login(&body.username, body.password, &client)
+        .await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 

@@ -8,7 +8,7 @@ use webauthn_rs::prelude::{PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::json::{from_value, JsonBody};
 use super::TokenResponse;
-use crate::domain::Nickname;
+use crate::domain::{ClientInfo, Nickname};
 use crate::errors::ApiError;
 use crate::guards::{FullUser, LoginUser};
 use crate::startup::AppState;
@@ -43,6 +43,7 @@ pub async fn registration_options(
 pub async fn verify_registration(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
+    client: ClientInfo,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let Value::Object(mut fields) = body else {
@@ -62,7 +63,7 @@ pub async fn verify_registration(
     let response: RegisterPublicKeyCredential = from_value(Value::Object(fields))?;
     let summary = state
         .passkeys
-        .finish_registration(&caller, response, nickname)
+        .finish_registration(&caller, response, nickname, &client)
         .await?;
     Ok(HttpResponse::Created().json(summary))
 }
@@ -77,11 +78,12 @@ pub async fn authentication_options(
 pub async fn verify_authentication(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
+    client: ClientInfo,
     JsonBody(response): JsonBody<PublicKeyCredential>,
 ) -> Result<HttpResponse, ApiError> {
     let token = state
         .passkeys
-        .finish_authentication(&caller, response)
+        .finish_authentication(&caller, response, &client)
         .await?;
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }

@@ -13,6 +13,8 @@ use crate::errors::ApiError;
 use crate::services::tokens::Principal;
 use crate::startup::AppState;
 
+pub mod client;
+
 /// Any valid token: `authLevel` password or full.
 #[derive(Debug, Clone)]
 pub struct LoginUser(pub Principal);

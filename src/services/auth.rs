@@ -7,10 +7,11 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::passwords::PasswordHasher;
+use super::rate_limit::{Action, RateLimiter};
 use super::tokens::{IssuedToken, TokenService};
 use super::{run_blocking, ServiceError};
 use crate::clock::Clock;
-use crate::domain::{username_key, AuthLevel, DisplayName, Password, Username};
+use crate::domain::{username_key, AuthLevel, ClientInfo, DisplayName, Password, Username};
 use crate::repositories::{PasskeyRepository, RepoError, UserRecord, UserRepository};
 
 /// A user as clients see it.
@@ -54,6 +55,7 @@ pub struct AuthService {
     passkeys: PasskeyRepository,
     hasher: Arc<PasswordHasher>,
     tokens: Arc<TokenService>,
+    limiter: RateLimiter,
     clock: Arc<dyn Clock>,
 }
 
@@ -63,6 +65,7 @@ impl AuthService {
         passkeys: PasskeyRepository,
         hasher: Arc<PasswordHasher>,
         tokens: Arc<TokenService>,
+        limiter: RateLimiter,
         clock: Arc<dyn Clock>,
     ) -> Self {
         AuthService {
@@ -70,11 +73,19 @@ impl AuthService {
             passkeys,
             hasher,
             tokens,
+            limiter,
             clock,
         }
     }
 
-    pub async fn signup(&self, input: SignupInput) -> Result<User, ServiceError> {
+    pub async fn signup(
+        &self,
+        input: SignupInput,
+        client: &ClientInfo,
+    ) -> Result<User, ServiceError> {
+        self.limiter
+            .check(Action::Signup, client.ip, &input.username.key())
+            .await?;
         let hasher = self.hasher.clone();
         let password = input.password;
         let password_hash = run_blocking(move || hasher.hash(&password))
@@ -104,13 +115,20 @@ impl AuthService {
         }
     }
 
-    /// Unknown user and wrong password fail the same way, after one hash each.
+    /// Unknown user and wrong password fail the same way, after one hash
+    /// each; repeated failures lock the (account, client IP) pair for a while.
     pub async fn login(
         &self,
         username: &str,
         password: String,
+        client: &ClientInfo,
     ) -> Result<IssuedToken, ServiceError> {
-        let record = self.users.find_by_key(username_key(username)).await?;
+        let account = username_key(username);
+        self.limiter
+            .check(Action::Login, client.ip, &account)
+            .await?;
+        self.limiter.check_lockout(&account, client.ip).await?;
+        let record = self.users.find_by_key(account.clone()).await?;
         let hasher = self.hasher.clone();
         let stored = record.as_ref().map(|r| r.password_hash.clone());
         let verified = run_blocking(move || hasher.verify(&password, stored.as_deref())).await?;
@@ -123,10 +141,12 @@ impl AuthService {
                     Ok(name) => log::info!("login failed for username={}", name.as_str()),
                     Err(_) => log::info!("login failed for a malformed username"),
                 }
+                self.limiter.login_failed(&account, client.ip).await?;
                 return Err(ServiceError::InvalidCredentials);
             }
         };
         let user = User::from_record(record)?;
+        self.limiter.login_succeeded(&account, client.ip).await?;
         log::info!("login succeeded: id={}", user.id);
         self.tokens
             .issue(

@@ -8,6 +8,7 @@ pub mod challenges;
 pub mod health;
 pub mod passkeys;
 pub mod passwords;
+pub mod rate_limit;
 pub mod tokens;
 
 use crate::domain::FieldError;
@@ -35,6 +36,8 @@ pub enum ServiceError {
     CredentialExists,
     #[error("passkey not found")]
     PasskeyNotFound,
+    #[error("rate limited for {retry_after:?}")]
+    RateLimited { retry_after: std::time::Duration },
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal: {0}")]

@@ -17,10 +17,11 @@ use webauthn_rs::prelude::{
 };
 
 use super::challenges::{Ceremony, ChallengeKey, ChallengeStore};
+use super::rate_limit::{Action, RateLimiter};
 use super::tokens::{IssuedToken, Principal, TokenService};
 use super::ServiceError;
 use crate::clock::Clock;
-use crate::domain::{AuthLevel, Nickname};
+use crate::domain::{AuthLevel, ClientInfo, Nickname};
 use crate::repositories::passkeys::PasskeyUse;
 use crate::repositories::{PasskeyRecord, PasskeyRepository, RepoError, UserRepository};
 
@@ -78,6 +79,7 @@ pub struct PasskeyService {
     pub tokens: Arc<TokenService>,
     pub clock: Arc<dyn Clock>,
     pub challenge_ttl: Duration,
+    pub limiter: RateLimiter,
 }
 
 fn encode_id(bytes: &[u8]) -> String {
@@ -178,7 +180,15 @@ impl PasskeyService {
         caller: &Principal,
         response: RegisterPublicKeyCredential,
         nickname: Nickname,
+        client: &ClientInfo,
     ) -> Result<PasskeySummary, ServiceError> {
+        self.limiter
+            .check(
+                Action::PasskeyRegistration,
+                client.ip,
+                &caller.user_id.to_string(),
+            )
+            .await?;
         let state: PasskeyRegistration = self
             .take_ceremony(ChallengeKey::new(caller.user_id, Ceremony::Registration))
             .await?;
@@ -286,8 +296,16 @@ impl PasskeyService {
         &self,
         caller: &Principal,
         response: PublicKeyCredential,
+        client: &ClientInfo,
     ) -> Result<IssuedToken, ServiceError> {
         let user_id = caller.user_id;
+        self.limiter
+            .check(
+                Action::PasskeyAuthentication,
+                client.ip,
+                &user_id.to_string(),
+            )
+            .await?;
         let fail = |reason: &dyn std::fmt::Display| {
             verification_failed(user_id, Ceremony::Authentication, reason)
         };

@@ -154,6 +154,11 @@ impl TestApp {
             ("JWT_SECRET", JWT_SECRET),
             ("RP_ID", "localhost"),
             ("RP_ORIGIN", ORIGIN),
+            // Limits are off unless a test turns them on: every test talks
+            // from 127.0.0.1 and many sign up and log in often.
+            ("RATE_LIMIT_IP_PER_MINUTE", "0"),
+            ("RATE_LIMIT_ACCOUNT_PER_MINUTE", "0"),
+            ("LOGIN_LOCKOUT_THRESHOLD", "0"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))

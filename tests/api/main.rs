@@ -6,6 +6,7 @@ mod common;
 #[macro_use]
 mod helpers;
 
+mod abuse;
 mod auth;
 mod headers;
 mod passkeys;
