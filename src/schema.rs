@@ -28,5 +28,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    auth_events (id) {
+        id -> Text,
+        user_id -> Nullable<Text>,
+        kind -> Text,
+        outcome -> Text,
+        client_ip -> Text,
+        user_agent -> Nullable<Text>,
+        detail -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(passkeys -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, passkeys);
+diesel::joinable!(auth_events -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, passkeys, auth_events);

@@ -19,7 +19,8 @@ use crate::controllers;
 use crate::db::{connect_and_migrate, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
 use crate::middleware::{cors, security_headers};
-use crate::repositories::{Database, PasskeyRepository, UserRepository};
+use crate::repositories::{Database, EventRepository, PasskeyRepository, UserRepository};
+use crate::services::audit::Audit;
 use crate::services::auth::AuthService;
 use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
 use crate::services::health::HealthService;
@@ -160,6 +161,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
     let db = Database::new(pool);
     let users = UserRepository::new(db.clone());
     let passkeys = PasskeyRepository::new(db.clone());
+    let audit = Audit::new(EventRepository::new(db.clone()), clock.clone());
 
     let hasher = actix_web::rt::task::spawn_blocking(PasswordHasher::owasp)
         .await
@@ -215,6 +217,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             Arc::new(hasher),
             tokens.clone(),
             limiter.clone(),
+            audit.clone(),
             clock.clone(),
         ),
         passkeys: PasskeyService {
@@ -226,6 +229,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             clock: clock.clone(),
             challenge_ttl: settings.challenge_ttl,
             limiter,
+            audit,
         },
         health: HealthService { db, challenges },
         tokens,

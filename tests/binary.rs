@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_passkey-auth");
@@ -38,8 +39,9 @@ impl Drop for Running {
     }
 }
 
-/// Starts the server and reads its log until it says where it listens.
-fn start(mut cmd: Command) -> (Running, String, Vec<String>) {
+/// Starts the server and reads its log until it says where it listens;
+/// later log lines keep arriving on the returned receiver.
+fn start(mut cmd: Command) -> (Running, String, Vec<String>, Receiver<String>) {
     let mut child = Running(cmd.spawn().expect("server starts"));
     let stderr = child.0.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -59,7 +61,7 @@ fn start(mut cmd: Command) -> (Running, String, Vec<String>) {
         if let Some(rest) = line.split("listening on http://").nth(1) {
             let address = rest.split_whitespace().next().unwrap().to_owned();
             lines.push(line);
-            return (child, address, lines);
+            return (child, address, lines, rx);
         }
         lines.push(line);
     }
@@ -69,7 +71,7 @@ fn start(mut cmd: Command) -> (Running, String, Vec<String>) {
 #[test]
 fn runs_on_embedded_defaults_and_serves_the_demo_page() {
     let dir = workdir();
-    let (_server, address, log) = start(server(&dir));
+    let (_server, address, log, more_log) = start(server(&dir));
     assert!(
         dir.join("data/auth.db").exists(),
         "the default SQLite file is created"
@@ -87,6 +89,23 @@ fn runs_on_embedded_defaults_and_serves_the_demo_page() {
         .send()
         .unwrap();
     assert_eq!(signup.status(), 201);
+
+    // The sign-up is also a structured audit line.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let audit_line = loop {
+        assert!(Instant::now() < deadline, "no audit line for the sign-up");
+        let Ok(line) = more_log.recv_timeout(Duration::from_millis(200)) else {
+            continue;
+        };
+        if line.contains(" audit]") && line.contains(r#""type":"signup""#) {
+            break line;
+        }
+    };
+    let json = &audit_line[audit_line.find('{').unwrap()..];
+    let event: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(event["outcome"], "success");
+    assert_eq!(event["ipAddress"], "127.0.0.1");
+    assert!(!audit_line.contains("a long password"));
 }
 
 #[test]
@@ -123,7 +142,7 @@ fn reads_dot_env_and_lets_the_environment_win() {
 
     let mut cmd = server(&dir);
     cmd.env("CHALLENGE_TTL_SECS", "60");
-    let (_server, _address, _log) = start(cmd);
+    let (_server, _address, _log, _more) = start(cmd);
     assert!(
         dir.join("custom/place.db").exists(),
         "DATABASE_URL from .env is used"

@@ -4,6 +4,7 @@ use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 
 use super::json::JsonBody;
+use super::query::Query;
 use super::TokenResponse;
 use crate::domain::{AuthLevel, ClientInfo, DisplayName, Password, Username};
 use crate::errors::ApiError;
@@ -84,4 +85,37 @@ pub async fn me(
         auth_level: caller.auth_level,
         passkey_count: account.passkey_count,
     }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    limit: Option<u32>,
+    before: Option<String>,
+}
+
+/// Page size of `/auth/events`: default and largest.
+const EVENTS_DEFAULT_LIMIT: u32 = 20;
+const EVENTS_MAX_LIMIT: u32 = 100;
+
+/// The caller's own recent auth events, newest first; `before` is the
+/// `nextCursor` of the previous page.
+pub async fn events(
+    state: web::Data<AppState>,
+    LoginUser(caller): LoginUser,
+    Query(query): Query<EventsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(EVENTS_DEFAULT_LIMIT);
+    if !(1..=EVENTS_MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::InvalidRequest(format!(
+            "limit: must be from 1 to {EVENTS_MAX_LIMIT}"
+        )));
+    }
+    let before = query
+        .before
+        .map(|cursor| uuid::Uuid::parse_str(&cursor))
+        .transpose()
+        .map_err(|_| ApiError::InvalidRequest("before: not a cursor from nextCursor".into()))?;
+    let page = state.auth.events(caller.user_id, before, limit).await?;
+    Ok(HttpResponse::Ok().json(page))
 }

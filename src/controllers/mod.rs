@@ -7,6 +7,7 @@ pub mod health;
 pub mod json;
 pub mod passkeys;
 pub mod protected;
+pub mod query;
 pub mod users;
 
 use actix_web::body::BoxBody;
@@ -47,6 +48,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/auth/signup").route(web::post().to(auth::signup)))
         .service(resource("/auth/login").route(web::post().to(auth::login)))
         .service(resource("/auth/me").route(web::get().to(auth::me)))
+        .service(resource("/auth/events").route(web::get().to(auth::events)))
         .service(
             resource("/passkeys/register/options")
                 .route(web::get().to(passkeys::registration_options)),

@@ -103,13 +103,14 @@ pub struct RenameBody {
 pub async fn rename(
     state: web::Data<AppState>,
     FullUser(caller): FullUser,
+    client: ClientInfo,
     path: web::Path<String>,
     JsonBody(body): JsonBody<RenameBody>,
 ) -> Result<HttpResponse, ApiError> {
     let nickname = Nickname::parse(&body.nickname)?;
     let summary = state
         .passkeys
-        .rename(&caller, &path.into_inner(), nickname)
+        .rename(&caller, &path.into_inner(), nickname, &client)
         .await?;
     Ok(HttpResponse::Ok().json(summary))
 }
@@ -117,9 +118,13 @@ pub async fn rename(
 pub async fn delete(
     state: web::Data<AppState>,
     FullUser(caller): FullUser,
+    client: ClientInfo,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state.passkeys.delete(&caller, &path.into_inner()).await?;
+    state
+        .passkeys
+        .delete(&caller, &path.into_inner(), &client)
+        .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -1,6 +1,7 @@
 //! Diesel queries and nothing else, one file per table. Every call runs on
 //! the blocking thread pool, never on the async workers.
 
+pub mod events;
 pub mod passkeys;
 pub mod users;
 
@@ -8,6 +9,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::db::{AnyConnection, DbPool};
 
+pub use events::{EventRecord, EventRepository};
 pub use passkeys::{PasskeyRecord, PasskeyRepository};
 pub use users::{UserRecord, UserRepository};
 

@@ -4,6 +4,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::events::{insert_on, EventRecord};
 use super::{Database, RepoError};
 use crate::schema::passkeys;
 
@@ -46,13 +47,17 @@ impl PasskeyRepository {
         PasskeyRepository { db }
     }
 
-    /// Inserts a passkey; a credential id already stored is [`RepoError::AlreadyExists`].
-    pub async fn insert(&self, record: PasskeyRecord) -> Result<(), RepoError> {
+    /// Inserts a passkey and its event together; a credential id already
+    /// stored is [`RepoError::AlreadyExists`] and stores nothing.
+    pub async fn insert(&self, record: PasskeyRecord, event: EventRecord) -> Result<(), RepoError> {
         self.db
             .run(move |conn| {
-                diesel::insert_into(passkeys::table)
-                    .values(&record)
-                    .execute(conn)?;
+                conn.transaction(|conn| {
+                    diesel::insert_into(passkeys::table)
+                        .values(&record)
+                        .execute(conn)?;
+                    insert_on(conn, &event)
+                })?;
                 Ok(())
             })
             .await
@@ -98,12 +103,14 @@ impl PasskeyRepository {
             .await
     }
 
-    /// Renames the caller's passkey and returns it, or `None` if the caller has no such passkey.
+    /// Renames the caller's passkey and records `event`, returning the
+    /// passkey; `None` (and no event) if the caller has no such passkey.
     pub async fn rename(
         &self,
         user_id: String,
         id: String,
         nickname: String,
+        event: EventRecord,
     ) -> Result<Option<PasskeyRecord>, RepoError> {
         self.db
             .run(move |conn| {
@@ -117,6 +124,7 @@ impl PasskeyRepository {
                     if updated == 0 {
                         return Ok(None);
                     }
+                    insert_on(conn, &event)?;
                     owned
                         .select(PasskeyRecord::as_select())
                         .first(conn)
@@ -127,40 +135,63 @@ impl PasskeyRepository {
             .await
     }
 
-    /// Deletes the caller's passkey; `false` if the caller has no such passkey.
-    pub async fn delete(&self, user_id: String, id: String) -> Result<bool, RepoError> {
+    /// Deletes the caller's passkey and records `event`; `false` (and no
+    /// event) if the caller has no such passkey.
+    pub async fn delete(
+        &self,
+        user_id: String,
+        id: String,
+        event: EventRecord,
+    ) -> Result<bool, RepoError> {
         self.db
             .run(move |conn| {
-                let deleted = diesel::delete(
-                    passkeys::table
-                        .filter(passkeys::id.eq(id))
-                        .filter(passkeys::user_id.eq(user_id)),
-                )
-                .execute(conn)?;
-                Ok(deleted > 0)
+                conn.transaction(|conn| {
+                    let deleted = diesel::delete(
+                        passkeys::table
+                            .filter(passkeys::id.eq(id))
+                            .filter(passkeys::user_id.eq(user_id)),
+                    )
+                    .execute(conn)?;
+                    if deleted > 0 {
+                        insert_on(conn, &event)?;
+                    }
+                    Ok::<_, diesel::result::Error>(deleted > 0)
+                })
+                .map_err(RepoError::from)
             })
             .await
     }
 
-    /// Compare-and-set of the counter and last use: `false` when another
-    /// assertion changed the counter since it was read.
-    pub async fn record_use(&self, used: PasskeyUse) -> Result<bool, RepoError> {
+    /// Compare-and-set of the counter and last use, with its event: `false`
+    /// (and no event) when another assertion changed the counter since it
+    /// was read.
+    pub async fn record_use(
+        &self,
+        used: PasskeyUse,
+        event: EventRecord,
+    ) -> Result<bool, RepoError> {
         self.db
             .run(move |conn| {
-                let updated = diesel::update(
-                    passkeys::table
-                        .filter(passkeys::id.eq(used.id))
-                        .filter(passkeys::sign_count.eq(used.expected_sign_count)),
-                )
-                .set((
-                    passkeys::sign_count.eq(used.sign_count),
-                    passkeys::credential.eq(used.credential),
-                    passkeys::backup_eligible.eq(used.backup_eligible),
-                    passkeys::backup_state.eq(used.backup_state),
-                    passkeys::last_used_at.eq(Some(used.used_at)),
-                ))
-                .execute(conn)?;
-                Ok(updated == 1)
+                conn.transaction(|conn| {
+                    let updated = diesel::update(
+                        passkeys::table
+                            .filter(passkeys::id.eq(used.id))
+                            .filter(passkeys::sign_count.eq(used.expected_sign_count)),
+                    )
+                    .set((
+                        passkeys::sign_count.eq(used.sign_count),
+                        passkeys::credential.eq(used.credential),
+                        passkeys::backup_eligible.eq(used.backup_eligible),
+                        passkeys::backup_state.eq(used.backup_state),
+                        passkeys::last_used_at.eq(Some(used.used_at)),
+                    ))
+                    .execute(conn)?;
+                    if updated == 1 {
+                        insert_on(conn, &event)?;
+                    }
+                    Ok::<_, diesel::result::Error>(updated == 1)
+                })
+                .map_err(RepoError::from)
             })
             .await
     }

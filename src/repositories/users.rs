@@ -3,6 +3,7 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
+use super::events::{insert_on, EventRecord};
 use super::{Database, RepoError};
 use crate::schema::users;
 
@@ -28,13 +29,17 @@ impl UserRepository {
         UserRepository { db }
     }
 
-    /// Inserts a user; a taken `username_key` is [`RepoError::AlreadyExists`].
-    pub async fn insert(&self, record: UserRecord) -> Result<(), RepoError> {
+    /// Inserts a user and the event recording it, together; a taken
+    /// `username_key` is [`RepoError::AlreadyExists`] and stores nothing.
+    pub async fn insert(&self, record: UserRecord, event: EventRecord) -> Result<(), RepoError> {
         self.db
             .run(move |conn| {
-                diesel::insert_into(users::table)
-                    .values(&record)
-                    .execute(conn)?;
+                conn.transaction(|conn| {
+                    diesel::insert_into(users::table)
+                        .values(&record)
+                        .execute(conn)?;
+                    insert_on(conn, &event)
+                })?;
                 Ok(())
             })
             .await

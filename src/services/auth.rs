@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::audit::{Audit, EventKind, EventPage};
 use super::passwords::PasswordHasher;
 use super::rate_limit::{Action, RateLimiter};
 use super::tokens::{IssuedToken, TokenService};
@@ -56,6 +57,7 @@ pub struct AuthService {
     hasher: Arc<PasswordHasher>,
     tokens: Arc<TokenService>,
     limiter: RateLimiter,
+    audit: Audit,
     clock: Arc<dyn Clock>,
 }
 
@@ -66,6 +68,7 @@ impl AuthService {
         hasher: Arc<PasswordHasher>,
         tokens: Arc<TokenService>,
         limiter: RateLimiter,
+        audit: Audit,
         clock: Arc<dyn Clock>,
     ) -> Self {
         AuthService {
@@ -74,6 +77,7 @@ impl AuthService {
             hasher,
             tokens,
             limiter,
+            audit,
             clock,
         }
     }
@@ -83,8 +87,12 @@ impl AuthService {
         input: SignupInput,
         client: &ClientInfo,
     ) -> Result<User, ServiceError> {
-        self.limiter
+        let limit = self
+            .limiter
             .check(Action::Signup, client.ip, &input.username.key())
+            .await;
+        self.audit
+            .on_limit(limit, None, client, Action::Signup)
             .await?;
         let hasher = self.hasher.clone();
         let password = input.password;
@@ -92,8 +100,9 @@ impl AuthService {
             .await?
             .map_err(ServiceError::internal)?;
         let now = self.clock.now().naive_utc();
+        let id = Uuid::new_v4();
         let record = UserRecord {
-            id: Uuid::new_v4().to_string(),
+            id: id.to_string(),
             username: input.username.as_str().to_owned(),
             username_key: input.username.key(),
             display_name: input.display_name.as_str().to_owned(),
@@ -101,13 +110,10 @@ impl AuthService {
             created_at: now,
             updated_at: now,
         };
-        match self.users.insert(record.clone()).await {
+        let event = self.audit.event(EventKind::Signup, Some(id), client, None);
+        match self.users.insert(record.clone(), event.clone()).await {
             Ok(()) => {
-                log::info!(
-                    "user signed up: id={} username={}",
-                    record.id,
-                    record.username
-                );
+                self.audit.log(&event);
                 User::from_record(record)
             }
             Err(RepoError::AlreadyExists) => Err(ServiceError::UsernameTaken),
@@ -124,30 +130,40 @@ impl AuthService {
         client: &ClientInfo,
     ) -> Result<IssuedToken, ServiceError> {
         let account = username_key(username);
-        self.limiter
-            .check(Action::Login, client.ip, &account)
-            .await?;
-        self.limiter.check_lockout(&account, client.ip).await?;
+        // The lookup comes first so that refusals of a real account are
+        // recorded in its owner's events.
         let record = self.users.find_by_key(account.clone()).await?;
+        let user_id = record
+            .as_ref()
+            .map(|r| Uuid::parse_str(&r.id))
+            .transpose()
+            .map_err(ServiceError::internal)?;
+        let limit = match self.limiter.check(Action::Login, client.ip, &account).await {
+            Ok(()) => self.limiter.check_lockout(&account, client.ip).await,
+            refused => refused,
+        };
+        self.audit
+            .on_limit(limit, user_id, client, Action::Login)
+            .await?;
+
         let hasher = self.hasher.clone();
         let stored = record.as_ref().map(|r| r.password_hash.clone());
         let verified = run_blocking(move || hasher.verify(&password, stored.as_deref())).await?;
         let record = match record {
             Some(record) if verified => record,
             _ => {
-                // Log the name only when it is a well-formed username: the
-                // field may hold anything, even a password typed in the wrong box.
-                match Username::parse(username) {
-                    Ok(name) => log::info!("login failed for username={}", name.as_str()),
-                    Err(_) => log::info!("login failed for a malformed username"),
-                }
                 self.limiter.login_failed(&account, client.ip).await?;
+                self.audit
+                    .record(EventKind::LoginFailed, user_id, client, None)
+                    .await?;
                 return Err(ServiceError::InvalidCredentials);
             }
         };
         let user = User::from_record(record)?;
         self.limiter.login_succeeded(&account, client.ip).await?;
-        log::info!("login succeeded: id={}", user.id);
+        self.audit
+            .record(EventKind::LoginSucceeded, Some(user.id), client, None)
+            .await?;
         self.tokens
             .issue(
                 user.id,
@@ -156,6 +172,16 @@ impl AuthService {
                 self.clock.now(),
             )
             .map_err(ServiceError::internal)
+    }
+
+    /// The caller's recent events, newest first.
+    pub async fn events(
+        &self,
+        user_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<EventPage, ServiceError> {
+        self.audit.list(user_id, before, limit).await
     }
 
     /// The caller's account; a token for a user that no longer exists is refused.

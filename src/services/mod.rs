@@ -3,6 +3,7 @@
 //! Services receive their repositories, stores and clock as values at start;
 //! nothing here knows about HTTP.
 
+pub mod audit;
 pub mod auth;
 pub mod challenges;
 pub mod health;

@@ -16,6 +16,7 @@ use webauthn_rs::prelude::{
     WebauthnError,
 };
 
+use super::audit::{Audit, EventKind};
 use super::challenges::{Ceremony, ChallengeKey, ChallengeStore};
 use super::rate_limit::{Action, RateLimiter};
 use super::tokens::{IssuedToken, Principal, TokenService};
@@ -80,6 +81,7 @@ pub struct PasskeyService {
     pub clock: Arc<dyn Clock>,
     pub challenge_ttl: Duration,
     pub limiter: RateLimiter,
+    pub audit: Audit,
 }
 
 fn encode_id(bytes: &[u8]) -> String {
@@ -90,16 +92,26 @@ fn stored_passkey(record: &PasskeyRecord) -> Result<Passkey, ServiceError> {
     serde_json::from_str(&record.credential).map_err(ServiceError::internal)
 }
 
-fn verification_failed(
-    user_id: Uuid,
-    ceremony: Ceremony,
-    reason: impl std::fmt::Display,
-) -> ServiceError {
-    log::warn!(
-        "passkey {} failed for user_id={user_id}: {reason}",
-        ceremony.as_str()
-    );
-    ServiceError::PasskeyVerificationFailed
+/// Why a ceremony was refused, before it is recorded and answered.
+enum Refusal {
+    /// The response did not verify; the reason goes to the log and the audit trail.
+    Failed(String),
+    /// The signature counter did not increase: a possible cloned authenticator.
+    CounterRegression { passkey_id: String },
+    /// The credential is registered already.
+    Exists,
+    /// Not a verdict on the response (no challenge, database down, …).
+    Service(ServiceError),
+}
+
+impl From<ServiceError> for Refusal {
+    fn from(err: ServiceError) -> Self {
+        Refusal::Service(err)
+    }
+}
+
+fn failed(reason: impl std::fmt::Display) -> Refusal {
+    Refusal::Failed(reason.to_string())
 }
 
 impl PasskeyService {
@@ -182,13 +194,26 @@ impl PasskeyService {
         nickname: Nickname,
         client: &ClientInfo,
     ) -> Result<PasskeySummary, ServiceError> {
-        self.limiter
-            .check(
-                Action::PasskeyRegistration,
-                client.ip,
-                &caller.user_id.to_string(),
-            )
+        let action = Action::PasskeyRegistration;
+        let limit = self
+            .limiter
+            .check(action, client.ip, &caller.user_id.to_string())
+            .await;
+        self.audit
+            .on_limit(limit, Some(caller.user_id), client, action)
             .await?;
+        let outcome = self.register(caller, response, nickname, client).await;
+        self.settle(caller, client, Ceremony::Registration, outcome)
+            .await
+    }
+
+    async fn register(
+        &self,
+        caller: &Principal,
+        response: RegisterPublicKeyCredential,
+        nickname: Nickname,
+        client: &ClientInfo,
+    ) -> Result<PasskeySummary, Refusal> {
         let state: PasskeyRegistration = self
             .take_ceremony(ChallengeKey::new(caller.user_id, Ceremony::Registration))
             .await?;
@@ -202,15 +227,9 @@ impl PasskeyService {
                     .is_own_credential(caller.user_id, &response.raw_id)
                     .await? =>
             {
-                return Err(ServiceError::CredentialExists)
+                return Err(Refusal::Exists)
             }
-            Err(err) => {
-                return Err(verification_failed(
-                    caller.user_id,
-                    Ceremony::Registration,
-                    err,
-                ))
-            }
+            Err(err) => return Err(failed(format!("{err:?}"))),
         };
 
         let credential: Credential = passkey.clone().into();
@@ -237,24 +256,70 @@ impl PasskeyService {
             created_at: self.clock.now().naive_utc(),
             last_used_at: None,
         };
-        match self.passkeys.insert(record.clone()).await {
+        let event = self.audit.event(
+            EventKind::PasskeyRegistered,
+            Some(caller.user_id),
+            client,
+            Some(record.id.clone()),
+        );
+        match self.passkeys.insert(record.clone(), event.clone()).await {
             Ok(()) => {
-                log::info!(
-                    "passkey registered: user_id={} passkey_id={}",
-                    caller.user_id,
-                    record.id
-                );
+                self.audit.log(&event);
                 Ok(record.into())
             }
-            Err(RepoError::AlreadyExists) => {
-                log::warn!(
-                    "passkey registration refused: credential already registered (user_id={})",
-                    caller.user_id
-                );
-                Err(ServiceError::CredentialExists)
-            }
-            Err(other) => Err(other.into()),
+            Err(RepoError::AlreadyExists) => Err(Refusal::Exists),
+            Err(other) => Err(ServiceError::from(other).into()),
         }
+    }
+
+    /// Records a refused ceremony and turns it into the error to answer.
+    async fn settle<T>(
+        &self,
+        caller: &Principal,
+        client: &ClientInfo,
+        ceremony: Ceremony,
+        outcome: Result<T, Refusal>,
+    ) -> Result<T, ServiceError> {
+        let failure_kind = match ceremony {
+            Ceremony::Registration => EventKind::PasskeyRegistrationFailed,
+            Ceremony::Authentication => EventKind::PasskeyVerificationFailed,
+        };
+        let user_id = caller.user_id;
+        let (kind, detail, error) = match outcome {
+            Ok(value) => return Ok(value),
+            Err(Refusal::Service(err)) => return Err(err),
+            Err(Refusal::Failed(reason)) => {
+                log::warn!(
+                    "passkey {} failed for user_id={user_id}: {reason}",
+                    ceremony.as_str()
+                );
+                (
+                    failure_kind,
+                    reason,
+                    ServiceError::PasskeyVerificationFailed,
+                )
+            }
+            Err(Refusal::Exists) => {
+                log::warn!("passkey registration refused: credential already registered (user_id={user_id})");
+                (
+                    failure_kind,
+                    "credential already registered".to_owned(),
+                    ServiceError::CredentialExists,
+                )
+            }
+            Err(Refusal::CounterRegression { passkey_id }) => {
+                log::warn!("possible cloned authenticator: counter did not increase (user_id={user_id} passkey_id={passkey_id})");
+                (
+                    EventKind::CounterRegression,
+                    passkey_id,
+                    ServiceError::PasskeyVerificationFailed,
+                )
+            }
+        };
+        self.audit
+            .record(kind, Some(user_id), client, Some(detail))
+            .await?;
+        Err(error)
     }
 
     async fn is_own_credential(&self, user_id: Uuid, raw_id: &[u8]) -> Result<bool, ServiceError> {
@@ -298,38 +363,48 @@ impl PasskeyService {
         response: PublicKeyCredential,
         client: &ClientInfo,
     ) -> Result<IssuedToken, ServiceError> {
-        let user_id = caller.user_id;
-        self.limiter
-            .check(
-                Action::PasskeyAuthentication,
-                client.ip,
-                &user_id.to_string(),
-            )
+        let action = Action::PasskeyAuthentication;
+        let limit = self
+            .limiter
+            .check(action, client.ip, &caller.user_id.to_string())
+            .await;
+        self.audit
+            .on_limit(limit, Some(caller.user_id), client, action)
             .await?;
-        let fail = |reason: &dyn std::fmt::Display| {
-            verification_failed(user_id, Ceremony::Authentication, reason)
-        };
+        let outcome = self.authenticate(caller, response, client).await;
+        self.settle(caller, client, Ceremony::Authentication, outcome)
+            .await
+    }
+
+    async fn authenticate(
+        &self,
+        caller: &Principal,
+        response: PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, Refusal> {
+        let user_id = caller.user_id;
         let state: PasskeyAuthentication = self
             .take_ceremony(ChallengeKey::new(user_id, Ceremony::Authentication))
             .await?;
 
         let client_data: ClientDataFlags =
             serde_json::from_slice(&response.response.client_data_json)
-                .map_err(|_| fail(&"clientDataJSON is not JSON"))?;
+                .map_err(|_| failed("clientDataJSON is not JSON"))?;
         if client_data.cross_origin {
-            return Err(fail(&"crossOrigin assertion"));
+            return Err(failed("crossOrigin assertion"));
         }
         if let Some(handle) = response.get_user_unique_id() {
             if handle != user_id.as_bytes() {
-                return Err(fail(&"userHandle names another user"));
+                return Err(failed("userHandle names another user"));
             }
         }
 
         let record = self
             .passkeys
             .find_by_credential_for_user(user_id.to_string(), encode_id(&response.raw_id))
-            .await?
-            .ok_or_else(|| fail(&"credential is not one of the caller's passkeys"))?;
+            .await
+            .map_err(ServiceError::from)?
+            .ok_or_else(|| failed("credential is not one of the caller's passkeys"))?;
 
         let result = match self
             .webauthn
@@ -337,13 +412,11 @@ impl PasskeyService {
         {
             Ok(result) => result,
             Err(WebauthnError::CredentialPossibleCompromise) => {
-                log::warn!(
-                    "possible cloned authenticator: counter did not increase (user_id={user_id} passkey_id={})",
-                    record.id
-                );
-                return Err(ServiceError::PasskeyVerificationFailed);
+                return Err(Refusal::CounterRegression {
+                    passkey_id: record.id,
+                })
             }
-            Err(err) => return Err(fail(&err)),
+            Err(err) => return Err(failed(format!("{err:?}"))),
         };
 
         // The counter policy, against the stored value (the ceremony state
@@ -351,42 +424,43 @@ impl PasskeyService {
         let stored = record.sign_count;
         let presented = i64::from(result.counter());
         if (presented > 0 || stored > 0) && presented <= stored {
-            log::warn!(
-                "possible cloned authenticator: counter {presented} not above stored {stored} (user_id={user_id} passkey_id={})",
-                record.id
-            );
-            return Err(ServiceError::PasskeyVerificationFailed);
+            return Err(Refusal::CounterRegression {
+                passkey_id: record.id,
+            });
         }
 
         let mut passkey = stored_passkey(&record)?;
         passkey.update_credential(&result);
+        let event = self.audit.event(
+            EventKind::PasskeyVerified,
+            Some(user_id),
+            client,
+            Some(record.id.clone()),
+        );
         let applied = self
             .passkeys
-            .record_use(PasskeyUse {
-                id: record.id.clone(),
-                expected_sign_count: stored,
-                sign_count: presented.max(stored),
-                credential: serde_json::to_string(&passkey).map_err(ServiceError::internal)?,
-                backup_eligible: record.backup_eligible || result.backup_eligible(),
-                backup_state: result.backup_state(),
-                used_at: self.clock.now().naive_utc(),
-            })
-            .await?;
+            .record_use(
+                PasskeyUse {
+                    id: record.id.clone(),
+                    expected_sign_count: stored,
+                    sign_count: presented.max(stored),
+                    credential: serde_json::to_string(&passkey).map_err(ServiceError::internal)?,
+                    backup_eligible: record.backup_eligible || result.backup_eligible(),
+                    backup_state: result.backup_state(),
+                    used_at: self.clock.now().naive_utc(),
+                },
+                event.clone(),
+            )
+            .await
+            .map_err(ServiceError::from)?;
         if !applied {
-            log::warn!(
-                "passkey assertion lost a concurrent counter update (user_id={user_id} passkey_id={})",
-                record.id
-            );
-            return Err(ServiceError::PasskeyVerificationFailed);
+            return Err(failed("a concurrent assertion updated the counter first"));
         }
-
-        log::info!(
-            "passkey verified: user_id={user_id} passkey_id={}",
-            record.id
-        );
-        self.tokens
+        self.audit.log(&event);
+        Ok(self
+            .tokens
             .issue(user_id, &caller.username, AuthLevel::Full, self.clock.now())
-            .map_err(ServiceError::internal)
+            .map_err(ServiceError::internal)?)
     }
 
     pub async fn list(&self, caller: &Principal) -> Result<Vec<PasskeySummary>, ServiceError> {
@@ -403,38 +477,50 @@ impl PasskeyService {
         caller: &Principal,
         passkey_id: &str,
         nickname: Nickname,
+        client: &ClientInfo,
     ) -> Result<PasskeySummary, ServiceError> {
         let id = Uuid::parse_str(passkey_id).map_err(|_| ServiceError::PasskeyNotFound)?;
+        let event = self.audit.event(
+            EventKind::PasskeyRenamed,
+            Some(caller.user_id),
+            client,
+            Some(id.to_string()),
+        );
         let record = self
             .passkeys
             .rename(
                 caller.user_id.to_string(),
                 id.to_string(),
                 nickname.as_str().to_owned(),
+                event.clone(),
             )
             .await?
             .ok_or(ServiceError::PasskeyNotFound)?;
-        log::info!(
-            "passkey renamed: user_id={} passkey_id={}",
-            caller.user_id,
-            record.id
-        );
+        self.audit.log(&event);
         Ok(record.into())
     }
 
-    pub async fn delete(&self, caller: &Principal, passkey_id: &str) -> Result<(), ServiceError> {
+    pub async fn delete(
+        &self,
+        caller: &Principal,
+        passkey_id: &str,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
         let id = Uuid::parse_str(passkey_id).map_err(|_| ServiceError::PasskeyNotFound)?;
-        if !self
+        let event = self.audit.event(
+            EventKind::PasskeyDeleted,
+            Some(caller.user_id),
+            client,
+            Some(id.to_string()),
+        );
+        let deleted = self
             .passkeys
-            .delete(caller.user_id.to_string(), id.to_string())
-            .await?
-        {
+            .delete(caller.user_id.to_string(), id.to_string(), event.clone())
+            .await?;
+        if !deleted {
             return Err(ServiceError::PasskeyNotFound);
         }
-        log::info!(
-            "passkey deleted: user_id={} passkey_id={id}",
-            caller.user_id
-        );
+        self.audit.log(&event);
         Ok(())
     }
 }

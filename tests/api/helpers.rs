@@ -23,6 +23,7 @@ use crate::common::authenticator::TestAuthenticator;
 pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const ORIGIN: &str = "http://localhost:3000";
 pub const PASSWORD: &str = "correct horse battery";
+pub const USER_AGENT: &str = "passkey-auth-tests/1.0";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -180,6 +181,7 @@ impl TestApp {
         TestApp {
             base,
             client: Client::builder()
+                .user_agent(USER_AGENT)
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(std::time::Duration::from_secs(30))
                 .build()

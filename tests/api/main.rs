@@ -8,6 +8,7 @@ mod helpers;
 
 mod abuse;
 mod auth;
+mod events;
 mod headers;
 mod passkeys;
 mod proxy;

@@ -1,0 +1,68 @@
+//! The `auth_events` table (the audit trail).
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::{Database, RepoError};
+use crate::db::AnyConnection;
+use crate::schema::auth_events;
+
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
+#[diesel(table_name = auth_events)]
+pub struct EventRecord {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub kind: String,
+    pub outcome: String,
+    pub client_ip: String,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: NaiveDateTime,
+}
+
+/// Inserts `event` on `conn`, inside whatever transaction the caller holds.
+pub(super) fn insert_on(conn: &mut AnyConnection, event: &EventRecord) -> QueryResult<()> {
+    diesel::insert_into(auth_events::table)
+        .values(event)
+        .execute(conn)
+        .map(|_| ())
+}
+
+#[derive(Clone)]
+pub struct EventRepository {
+    db: Database,
+}
+
+impl EventRepository {
+    pub fn new(db: Database) -> Self {
+        EventRepository { db }
+    }
+
+    /// Records an event that goes with no other change.
+    pub async fn insert(&self, event: EventRecord) -> Result<(), RepoError> {
+        self.db.run(move |conn| Ok(insert_on(conn, &event)?)).await
+    }
+
+    /// The user's events, newest first, older than `before` (an event id) if given.
+    pub async fn list_for_user(
+        &self,
+        user_id: String,
+        before: Option<String>,
+        limit: i64,
+    ) -> Result<Vec<EventRecord>, RepoError> {
+        self.db
+            .run(move |conn| {
+                let mut query = auth_events::table
+                    .filter(auth_events::user_id.eq(user_id))
+                    .order(auth_events::id.desc())
+                    .limit(limit)
+                    .select(EventRecord::as_select())
+                    .into_boxed();
+                if let Some(before) = before {
+                    query = query.filter(auth_events::id.lt(before));
+                }
+                Ok(query.load(conn)?)
+            })
+            .await
+    }
+}

@@ -1,0 +1,254 @@
+//! The audit trail: each security-relevant event becomes a row (written in
+//! the same transaction as the change it records, where there is one) and a
+//! structured log line (target `audit`, one JSON object). Events carry no
+//! secrets: no passwords, tokens or key material, only ids, the client's IP
+//! and user agent, and short reasons chosen here.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::rate_limit::Action;
+use super::ServiceError;
+use crate::clock::Clock;
+use crate::domain::ClientInfo;
+use crate::repositories::{EventRecord, EventRepository};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Signup,
+    LoginSucceeded,
+    LoginFailed,
+    PasskeyRegistered,
+    PasskeyRegistrationFailed,
+    PasskeyVerified,
+    PasskeyVerificationFailed,
+    PasskeyRenamed,
+    PasskeyDeleted,
+    CounterRegression,
+    RateLimited,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Signup => "signup",
+            EventKind::LoginSucceeded => "login_succeeded",
+            EventKind::LoginFailed => "login_failed",
+            EventKind::PasskeyRegistered => "passkey_registered",
+            EventKind::PasskeyRegistrationFailed => "passkey_registration_failed",
+            EventKind::PasskeyVerified => "passkey_verified",
+            EventKind::PasskeyVerificationFailed => "passkey_verification_failed",
+            EventKind::PasskeyRenamed => "passkey_renamed",
+            EventKind::PasskeyDeleted => "passkey_deleted",
+            EventKind::CounterRegression => "counter_regression",
+            EventKind::RateLimited => "rate_limited",
+        }
+    }
+
+    pub fn outcome(self) -> &'static str {
+        match self {
+            EventKind::Signup
+            | EventKind::LoginSucceeded
+            | EventKind::PasskeyRegistered
+            | EventKind::PasskeyVerified
+            | EventKind::PasskeyRenamed
+            | EventKind::PasskeyDeleted => "success",
+            EventKind::LoginFailed
+            | EventKind::PasskeyRegistrationFailed
+            | EventKind::PasskeyVerificationFailed
+            | EventKind::CounterRegression
+            | EventKind::RateLimited => "failure",
+        }
+    }
+}
+
+/// An event as clients (and the log) see it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthEvent {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub outcome: String,
+    pub user_id: Option<String>,
+    pub ip_address: String,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<EventRecord> for AuthEvent {
+    fn from(r: EventRecord) -> Self {
+        AuthEvent {
+            id: r.id,
+            kind: r.kind,
+            outcome: r.outcome,
+            user_id: r.user_id,
+            ip_address: r.client_ip,
+            user_agent: r.user_agent,
+            detail: r.detail,
+            created_at: r.created_at.and_utc(),
+        }
+    }
+}
+
+/// One page of a user's events, newest first.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    pub events: Vec<AuthEvent>,
+    /// Pass as `before` for the next (older) page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// At most one stored `rate_limited` event per (user, action) in this
+/// window: a flood of refused requests must not become a flood of writes.
+const RATE_LIMIT_EVENT_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Clone)]
+pub struct Audit {
+    events: EventRepository,
+    clock: Arc<dyn Clock>,
+    reported_limits: moka::sync::Cache<String, ()>,
+}
+
+impl Audit {
+    pub fn new(events: EventRepository, clock: Arc<dyn Clock>) -> Self {
+        Audit {
+            events,
+            clock,
+            reported_limits: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(RATE_LIMIT_EVENT_WINDOW)
+                .build(),
+        }
+    }
+
+    /// A new event, to be stored with the change it records (then [`Audit::log`] it).
+    pub fn event(
+        &self,
+        kind: EventKind,
+        user_id: Option<Uuid>,
+        client: &ClientInfo,
+        detail: Option<String>,
+    ) -> EventRecord {
+        EventRecord {
+            id: Uuid::now_v7().to_string(),
+            user_id: user_id.map(|id| id.to_string()),
+            kind: kind.as_str().to_owned(),
+            outcome: kind.outcome().to_owned(),
+            client_ip: client.ip.to_string(),
+            user_agent: client.user_agent.clone(),
+            detail,
+            created_at: self.clock.now().naive_utc(),
+        }
+    }
+
+    /// Writes the structured log line of a stored event.
+    pub fn log(&self, event: &EventRecord) {
+        match serde_json::to_string(&AuthEvent::from(event.clone())) {
+            Ok(line) => log::info!(target: "audit", "{line}"),
+            Err(err) => log::error!(target: "audit", "unprintable event {}: {err}", event.id),
+        }
+    }
+
+    /// Stores (and logs) an event that goes with no other change.
+    pub async fn record(
+        &self,
+        kind: EventKind,
+        user_id: Option<Uuid>,
+        client: &ClientInfo,
+        detail: Option<String>,
+    ) -> Result<(), ServiceError> {
+        let event = self.event(kind, user_id, client, detail);
+        self.events.insert(event.clone()).await?;
+        self.log(&event);
+        Ok(())
+    }
+
+    /// Passes `result` through; when it is a rate-limit refusal, records it
+    /// (stored for a known user at most once per window, always logged).
+    pub async fn on_limit(
+        &self,
+        result: Result<(), ServiceError>,
+        user_id: Option<Uuid>,
+        client: &ClientInfo,
+        action: Action,
+    ) -> Result<(), ServiceError> {
+        let Err(refusal @ ServiceError::RateLimited { .. }) = result else {
+            return result;
+        };
+        let detail = Some(action.as_str().to_owned());
+        let first_in_window = user_id.is_some_and(|id| {
+            let key = format!("{id}:{}", action.as_str());
+            let fresh = !self.reported_limits.contains_key(&key);
+            self.reported_limits.insert(key, ());
+            fresh
+        });
+        if first_in_window {
+            self.record(EventKind::RateLimited, user_id, client, detail)
+                .await?;
+        } else {
+            self.log(&self.event(EventKind::RateLimited, user_id, client, detail));
+        }
+        Err(refusal)
+    }
+
+    /// A user's events, newest first, `limit` at a time, older than `before`.
+    pub async fn list(
+        &self,
+        user_id: Uuid,
+        before: Option<Uuid>,
+        limit: u32,
+    ) -> Result<EventPage, ServiceError> {
+        // One extra row tells whether an older page exists.
+        let mut rows = self
+            .events
+            .list_for_user(
+                user_id.to_string(),
+                before.map(|id| id.to_string()),
+                i64::from(limit) + 1,
+            )
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next_cursor = more.then(|| rows.last().map(|r| r.id.clone())).flatten();
+        Ok(EventPage {
+            events: rows.into_iter().map(AuthEvent::from).collect(),
+            next_cursor,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_distinct_name_and_an_outcome() {
+        let kinds = [
+            EventKind::Signup,
+            EventKind::LoginSucceeded,
+            EventKind::LoginFailed,
+            EventKind::PasskeyRegistered,
+            EventKind::PasskeyRegistrationFailed,
+            EventKind::PasskeyVerified,
+            EventKind::PasskeyVerificationFailed,
+            EventKind::PasskeyRenamed,
+            EventKind::PasskeyDeleted,
+            EventKind::CounterRegression,
+            EventKind::RateLimited,
+        ];
+        let mut names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), kinds.len());
+        assert!(kinds
+            .iter()
+            .all(|k| matches!(k.outcome(), "success" | "failure")));
+    }
+}
