@@ -1,17 +1,26 @@
 // Passkey demo page: password login, passkey registration and step-up,
-// passkey management and protected routes, following /work/shared/API.md.
-// No framework and nothing inline, so a strict CSP (default-src 'self') works.
+// passkey management and protected routes, following the HTTP contract
+// (API.md). No framework, no build step and nothing inline, so a strict CSP
+// (default-src 'self') works.
 'use strict';
 
-const TOKEN_KEY = 'passkeyDemo.accessToken';
+// The page keeps both tokens: the password-level one from login, and the
+// full-level one from passkey verification. The full one is used while it is
+// live; when it expires the page falls back to the password one and asks for
+// the passkey again.
+const STORAGE_KEYS = {
+  password: 'passkeyDemo.passwordToken',
+  full: 'passkeyDemo.fullToken',
+};
 
 const state = {
-  token: null,     // raw JWT string
-  claims: null,    // decoded JWT payload (not verified: display only)
-  expired: false,  // cached so the timer can notice the transition
-  me: null,        // last GET /auth/me answer
-  passkeys: null,  // last GET /passkeys answer (null = not loaded)
-  busy: false,     // one request/ceremony at a time; buttons are disabled meanwhile
+  tokens: { password: null, full: null }, // each { raw, claims } or null
+  level: 'none',      // level shown by the last render: none | password | full | expired
+  stepUpLost: false,  // the full-level token expired (or was refused) while the password one lives
+  me: null,           // last GET /auth/me answer
+  passkeys: null,     // last GET /passkeys answer (null = not loaded)
+  busy: false,        // one request/ceremony at a time; controls are disabled meanwhile
+  ceremony: null,     // { controller, kind } while a passkey prompt is open
 };
 
 const webauthnAvailable = typeof window.PublicKeyCredential === 'function';
@@ -54,12 +63,13 @@ function decodeJwt(token) {
 // ---------------------------------------------------------------- errors
 
 class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, token) {
     const problem = body && typeof body === 'object' ? body : {};
     super(problem.detail || problem.title || (typeof body === 'string' && body) || `HTTP ${status}`);
     this.name = 'ApiError';
     this.status = status;
     this.code = problem.code || null;
+    this.token = token || null; // the token the request carried, if any
   }
 }
 
@@ -74,22 +84,36 @@ class WebAuthnError extends Error {
   constructor(cause) {
     super(describeWebAuthnException(cause));
     this.name = 'WebAuthnError';
+    this.code = cause && cause.name ? cause.name : null;
+  }
+}
+
+// The person pressed the page's Cancel button (or Escape) during a passkey prompt.
+class CancelledError extends Error {
+  constructor(kind) {
+    super(kind === 'create'
+      ? 'Passkey prompt was cancelled: no passkey was registered. You can try again at any time.'
+      : 'Passkey prompt was cancelled: your access level is unchanged. You can try again at any time.');
+    this.name = 'CancelledError';
+    this.code = 'cancelled';
   }
 }
 
 // Extra guidance for the error codes a person can act on.
 const CODE_HINTS = {
-  passkey_required: 'Passkey verification needed: click "Verify with a passkey", then try again.',
+  passkey_required: 'Click "Verify with a passkey", then try again.',
   no_passkeys: 'Register a passkey first.',
   missing_token: 'Log in first.',
   invalid_token: 'Your token is no longer accepted: log in again.',
   challenge_expired: 'The passkey challenge expired or was already used: start again.',
+  invalid_credentials: 'Check the username and password.',
+  username_taken: 'Pick another username, or log in.',
 };
 
 function describeWebAuthnException(err) {
   switch (err && err.name) {
     case 'NotAllowedError':
-      return 'Passkey prompt was cancelled or timed out.';
+      return 'The passkey prompt ended without a passkey (cancelled, timed out, or the authenticator could not verify you). Nothing was changed: try again.';
     case 'InvalidStateError':
       return 'This authenticator already holds a passkey for this account.';
     case 'SecurityError':
@@ -113,11 +137,12 @@ function describeError(err) {
 
 // ---------------------------------------------------------------- HTTP
 
-// Low level: always resolves with {status, ok, body} unless the network fails.
+// Low level: always resolves with {status, ok, body, token} unless the network fails.
 async function request(method, path, { body, auth = true } = {}) {
   const headers = { Accept: 'application/json, application/problem+json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (auth && state.token) headers.Authorization = `Bearer ${state.token}`;
+  const token = auth ? activeToken() : null;
+  if (token) headers.Authorization = `Bearer ${token.raw}`;
   let response;
   let text;
   try {
@@ -136,13 +161,13 @@ async function request(method, path, { body, auth = true } = {}) {
   if (text) {
     try { parsed = JSON.parse(text); } catch (_) { parsed = text; }
   }
-  return { status: response.status, ok: response.ok, body: parsed };
+  return { status: response.status, ok: response.ok, body: parsed, token };
 }
 
 // High level: resolves with the body on 2xx, throws ApiError otherwise.
 async function api(method, path, options) {
   const res = await request(method, path, options);
-  if (!res.ok) throw new ApiError(res.status, res.body);
+  if (!res.ok) throw new ApiError(res.status, res.body, res.token);
   return res.body;
 }
 
@@ -215,16 +240,31 @@ function credentialToJSON(credential) {
   return json;
 }
 
-// Runs a navigator.credentials call and turns its exceptions into WebAuthnError.
-async function runCeremony(call) {
+// Runs a navigator.credentials call with an AbortController, so the page's
+// Cancel button can end a prompt that would otherwise wait for the timeout
+// (e.g. no authenticator present). Exceptions become WebAuthnError or
+// CancelledError.
+async function runCeremony(kind, call) {
   if (!webauthnAvailable) throw new Error('Passkeys (WebAuthn) are not available in this browser.');
+  const controller = new AbortController();
+  state.ceremony = { controller, kind };
+  renderCeremony();
+  $('cancel-passkey').focus();
   try {
-    const credential = await call();
+    const credential = await call(controller.signal);
     if (!credential) throw new Error('The browser returned no credential.');
     return credential;
   } catch (err) {
+    if (controller.signal.aborted) throw new CancelledError(kind);
     throw new WebAuthnError(err);
+  } finally {
+    state.ceremony = null;
+    renderCeremony();
   }
+}
+
+function cancelCeremony() {
+  if (state.ceremony) state.ceremony.controller.abort();
 }
 
 function publicKeyFrom(answer) {
@@ -234,50 +274,104 @@ function publicKeyFrom(answer) {
   return answer.publicKey;
 }
 
-// ---------------------------------------------------------------- session state
+// ---------------------------------------------------------------- tokens
 
 function storage() {
   try { return window.sessionStorage; } catch (_) { return null; }
 }
 
-function setToken(token) {
-  state.token = token;
-  state.claims = decodeJwt(token);
-  state.expired = isExpired();
-  const s = storage();
-  if (s) s.setItem(TOKEN_KEY, token);
+function makeToken(raw) {
+  return { raw, claims: decodeJwt(raw) };
 }
 
-function clearSession() {
-  state.token = null;
-  state.claims = null;
-  state.expired = false;
-  state.me = null;
-  state.passkeys = null;
+// Seconds until the token's `exp`, or null when it has none (or is undecodable).
+function secondsLeft(token) {
+  if (!token || !token.claims || typeof token.claims.exp !== 'number') return null;
+  return Math.floor(token.claims.exp - Date.now() / 1000);
+}
+
+function isLive(token) {
+  if (!token) return false;
+  const left = secondsLeft(token);
+  return left === null || left > 0;
+}
+
+// The token requests carry: the full one while it lives, else the password one.
+function activeToken() {
+  if (isLive(state.tokens.full)) return state.tokens.full;
+  if (isLive(state.tokens.password)) return state.tokens.password;
+  return null;
+}
+
+// The token whose claims are shown: the active one, else the expired one left.
+function displayedToken() {
+  return activeToken() || state.tokens.full || state.tokens.password;
+}
+
+function slotOf(token) {
+  return token && token.claims && token.claims.authLevel === 'full' ? 'full' : 'password';
+}
+
+// none | password | full | expired
+function currentLevel() {
+  const active = activeToken();
+  if (active) return slotOf(active);
+  return state.tokens.full || state.tokens.password ? 'expired' : 'none';
+}
+
+function storeToken(slot, token) {
+  state.tokens[slot] = token;
   const s = storage();
-  if (s) s.removeItem(TOKEN_KEY);
+  if (!s) return;
+  if (token) s.setItem(STORAGE_KEYS[slot], token.raw);
+  else s.removeItem(STORAGE_KEYS[slot]);
 }
 
 function acceptTokenResponse(answer) {
   if (!answer || typeof answer.accessToken !== 'string') {
     throw new Error('The server\'s token response has no "accessToken".');
   }
-  setToken(answer.accessToken);
+  const token = makeToken(answer.accessToken);
+  const slot = answer.authLevel === 'full' || slotOf(token) === 'full' ? 'full' : 'password';
+  storeToken(slot, token);
+  if (slot === 'full') state.stepUpLost = false;
 }
 
-function secondsLeft() {
-  if (!state.claims || typeof state.claims.exp !== 'number') return null;
-  return Math.floor(state.claims.exp - Date.now() / 1000);
+function clearSession() {
+  storeToken('password', null);
+  storeToken('full', null);
+  state.stepUpLost = false;
+  state.me = null;
+  state.passkeys = null;
 }
 
-function isExpired() {
-  const left = secondsLeft();
-  return left !== null && left <= 0;
+// Drops an expired full-level token; true when that leaves a live password one.
+function dropExpiredFullToken() {
+  if (!state.tokens.full || isLive(state.tokens.full)) return false;
+  storeToken('full', null);
+  if (!isLive(state.tokens.password)) return false;
+  state.stepUpLost = true;
+  return true;
 }
 
-// A token that can be used for authenticated routes.
-function hasLiveToken() {
-  return Boolean(state.token) && !state.expired;
+function loadTokens() {
+  const s = storage();
+  if (!s) return;
+  for (const slot of Object.keys(STORAGE_KEYS)) {
+    const raw = s.getItem(STORAGE_KEYS[slot]);
+    state.tokens[slot] = raw ? makeToken(raw) : null;
+  }
+  s.removeItem('passkeyDemo.accessToken'); // older page versions kept one token
+}
+
+// The server refused a token (401 invalid_token): forget it. A refused
+// full-level token falls back to the password one, if that is still live.
+function forgetToken(token) {
+  const slot = ['full', 'password'].find((name) => state.tokens[name] && state.tokens[name].raw === token.raw);
+  if (!slot) return;
+  storeToken(slot, null);
+  if (slot === 'full' && isLive(state.tokens.password)) state.stepUpLost = true;
+  if (!activeToken()) clearSession();
 }
 
 // ---------------------------------------------------------------- rendering
@@ -305,43 +399,70 @@ function formatDate(value) {
   return Number.isNaN(date.getTime()) ? String(value) : date.toLocaleString();
 }
 
+function formatTime(seconds) {
+  return new Date(seconds * 1000).toLocaleTimeString();
+}
+
+// "4:59 (at 12:34:56)", "expired at 12:34:56", or a placeholder.
+function expiryText(token, placeholder) {
+  if (!token) return placeholder;
+  const left = secondsLeft(token);
+  if (left === null) return 'no exp claim';
+  if (left <= 0) return `expired at ${formatTime(token.claims.exp)}`;
+  return `${formatDuration(left)} (at ${formatTime(token.claims.exp)})`;
+}
+
+// The countdowns, redrawn every second.
 function renderExpiry() {
+  const shown = displayedToken();
+  const expired = Boolean(shown) && !isLive(shown);
   const el = $('token-expiry');
-  const left = secondsLeft();
-  el.classList.toggle('expired', state.expired);
-  if (!state.token) el.textContent = '—';
-  else if (left === null) el.textContent = 'no exp claim';
-  else if (left <= 0) el.textContent = `expired (at ${formatDate(state.claims.exp)})`;
-  else el.textContent = `${formatDuration(left)} (at ${formatDate(state.claims.exp)})`;
+  el.textContent = expiryText(shown, '—');
+  el.classList.toggle('expired', expired);
+  $('token-password-expiry').textContent = expiryText(state.tokens.password, 'none');
+  $('token-full-expiry').textContent = expiryText(state.tokens.full,
+    state.stepUpLost ? 'expired: verify with your passkey again' : 'none');
+  $('token-full-expiry').classList.toggle('expired', state.stepUpLost && !state.tokens.full);
 }
 
 function renderSession() {
-  const c = state.claims || {};
-  const level = state.token ? (c.authLevel || 'unknown') : 'none';
+  const level = currentLevel();
+  state.level = level;
+  const shown = displayedToken();
+  const c = (shown && shown.claims) || {};
+  const shownLevel = shown ? (c.authLevel || 'unknown') : 'none';
+  const expired = level === 'expired';
+
   const badge = $('auth-level');
-  badge.textContent = level;
-  badge.dataset.level = level;
-  badge.className = `badge badge--${['password', 'full'].includes(level) ? level : 'none'}`;
-  badge.classList.toggle('badge--expired', state.expired);
-  badge.title = state.expired ? 'expired' : '';
+  badge.textContent = shownLevel;
+  badge.dataset.level = shownLevel;
+  badge.className = `badge badge--${['password', 'full'].includes(shownLevel) ? shownLevel : 'none'}`;
+  badge.classList.toggle('badge--expired', expired);
+  badge.title = expired ? 'expired' : '';
 
   let status = 'Not logged in.';
-  if (state.token && !state.claims) status = 'Logged in, but the token could not be decoded.';
-  else if (state.expired) status = `Token for ${c.username || '?'} has expired: log in again.`;
-  else if (state.token && level === 'full') status = `Logged in as ${c.username} with a passkey (full level).`;
-  else if (state.token) status = `Logged in as ${c.username} with a password only (password level).`;
+  if (shown && !shown.claims) status = 'Logged in, but the token could not be decoded.';
+  else if (expired) status = `The session of ${c.username || '?'} has expired: log in again.`;
+  else if (level === 'full') status = 'Logged in with a password and a passkey.';
+  else if (level === 'password' && state.stepUpLost) {
+    status = 'The full-level token expired: verify with your passkey again.';
+  } else if (level === 'password') status = 'Logged in with a password only.';
   $('session-status').textContent = status;
-  $('session-status').classList.toggle('expired', state.expired);
+  $('session-status').classList.toggle('expired', expired);
+  $('session-status').classList.toggle('attention', level === 'password' && state.stepUpLost);
 
-  $('claim-username').textContent = state.token ? (c.username || '—') : '—';
-  $('claim-auth-level').textContent = state.token ? level : '—';
-  $('claim-amr').textContent = state.token && Array.isArray(c.amr) ? c.amr.join(', ') : '—';
-  $('claim-sub').textContent = state.token && c.sub !== undefined ? String(c.sub) : '—';
-  $('claim-iat').textContent = state.token && c.iat ? formatDate(c.iat) : '—';
+  $('claim-username').textContent = shown ? (c.username || '—') : '—';
+  $('claim-auth-level').textContent = shown ? shownLevel : '—';
+  $('claim-amr').textContent = shown && Array.isArray(c.amr) ? c.amr.join(', ') : '—';
+  $('claim-sub').textContent = shown && c.sub !== undefined ? String(c.sub) : '—';
+  $('claim-iat').textContent = shown && c.iat ? formatDate(c.iat) : '—';
   renderExpiry();
 }
 
 function renderMe() {
+  $('me').hidden = !state.me;
+  // Nothing to fold away while logged out: the forms are the way in.
+  if (!activeToken()) $('account-forms').open = true;
   $('me-display-name').textContent = state.me ? (state.me.displayName || '—') : '—';
   $('me-passkey-count').textContent = state.me && state.me.passkeyCount !== undefined
     ? String(state.me.passkeyCount) : '—';
@@ -388,7 +509,7 @@ function renderPasskeyItem(passkey) {
     }),
     h('button', {
       id: `${domId}-delete`, type: 'button', className: 'button button--danger delete-button',
-      textContent: 'Delete', dataset: { passkeyId: id }, attrs: { 'aria-label': `Delete passkey ${name}` },
+      textContent: 'Delete', dataset: { passkeyId: id, nickname: passkey.nickname || '' }, attrs: { 'aria-label': `Delete passkey ${name}` },
     }));
 
   return h('li', { id: domId, className: 'passkey-item', dataset: { passkeyId: id } },
@@ -403,11 +524,12 @@ let renderedListKey = null;
 function renderPasskeys() {
   const list = $('passkey-list');
   const empty = $('passkey-empty');
-  const key = JSON.stringify([Boolean(state.token), state.passkeys]);
+  const loggedIn = Boolean(activeToken());
+  const key = JSON.stringify([loggedIn, state.passkeys]);
   if (key === renderedListKey) return;
   renderedListKey = key;
   list.replaceChildren();
-  if (!state.token) {
+  if (!loggedIn) {
     empty.textContent = 'Log in to see your passkeys.';
     empty.hidden = false;
     return;
@@ -422,24 +544,56 @@ function renderPasskeys() {
   for (const passkey of state.passkeys) list.append(renderPasskeyItem(passkey));
 }
 
+// The step-up hint next to the passkey buttons, at password level only.
+function renderStepUpHint() {
+  const hint = $('stepup-hint');
+  if (state.level !== 'password') {
+    hint.hidden = true;
+    return;
+  }
+  hint.hidden = false;
+  hint.classList.toggle('hint--alert', state.stepUpLost);
+  if (state.stepUpLost) {
+    hint.textContent = 'Your full-level token expired. Verify with your passkey again to call full-level routes and to rename or delete passkeys.';
+  } else if (state.passkeys && state.passkeys.length === 0) {
+    hint.textContent = 'Register a passkey, then verify with it to get a full-level token.';
+  } else {
+    hint.textContent = 'Renaming or deleting a passkey and GET /protected/full need a full-level token: verify with a passkey first.';
+  }
+}
+
 // Enables exactly the controls that can work in the current state.
 function renderControls() {
-  const live = hasLiveToken();
+  const live = Boolean(activeToken());
+  const full = state.level === 'full';
   const idle = !state.busy;
+  const hasPasskeys = state.passkeys === null || state.passkeys.length > 0;
   const set = (id, enabled) => { $(id).disabled = !enabled; };
   set('signup-submit', idle);
   set('login-submit', idle);
-  set('logout', Boolean(state.token) && idle);
+  set('logout', Boolean(state.tokens.password || state.tokens.full) && idle);
   set('passkey-nickname', live && webauthnAvailable && idle);
   set('register-passkey', live && webauthnAvailable && idle);
-  set('verify-passkey', live && webauthnAvailable && idle);
+  set('verify-passkey', live && webauthnAvailable && hasPasskeys && idle);
   set('refresh-passkeys', live && idle);
   set('call-basic', live && idle);
+  // Enabled at password level too: its 403 answer is part of the demo.
   set('call-full', live && idle);
-  for (const el of $('passkey-list').querySelectorAll('input, button')) el.disabled = !(live && idle);
-  $('stepup-hint').hidden = !(live && state.claims && state.claims.authLevel !== 'full'
-    && state.passkeys && state.passkeys.length > 0);
+  for (const el of $('passkey-list').querySelectorAll('input, button')) el.disabled = !(full && idle);
+  renderStepUpHint();
   document.body.setAttribute('aria-busy', String(state.busy));
+}
+
+// The Cancel panel, shown only while a passkey prompt is open.
+function renderCeremony() {
+  const open = Boolean(state.ceremony);
+  $('ceremony').hidden = !open;
+  $('cancel-passkey').disabled = !open;
+  if (open) {
+    $('ceremony-status').textContent = state.ceremony.kind === 'create'
+      ? 'Waiting for your authenticator to create a passkey…'
+      : 'Waiting for your authenticator to confirm it is you…';
+  }
 }
 
 function renderAll() {
@@ -447,6 +601,7 @@ function renderAll() {
   renderMe();
   renderPasskeys();
   renderControls();
+  renderCeremony();
 }
 
 function renderResult(method, path, res) {
@@ -462,13 +617,28 @@ function renderResult(method, path, res) {
 // ---------------------------------------------------------------- actions
 
 // Disabling a focused button drops keyboard focus; put it back on the control
-// with the same id (list items are rebuilt), or on the list if it is gone.
+// with the same id (list items are rebuilt), on the list if it is gone, or on
+// the summary of the account forms once they are folded away.
 function restoreFocus(before) {
   const active = document.activeElement;
-  if (!before || !before.id || (active && active !== document.body)) return;
+  // Chromium moves focus off a control hidden or disabled meanwhile only later.
+  const lost = !active || active === document.body || active.disabled || !active.getClientRects().length;
+  if (!before || !before.id || !lost) return;
   const target = document.getElementById(before.id);
-  if (target && !target.disabled) target.focus();
+  const folded = target && target.closest('details:not([open])');
+  if (folded) folded.querySelector('summary').focus();
+  else if (target && !target.disabled) target.focus();
   else if (!target) $('passkey-list').focus();
+}
+
+// What an error means for the session, before it is reported.
+function absorbError(err) {
+  if (!(err instanceof ApiError)) return;
+  if (err.status === 401 && err.code === 'invalid_token' && err.token) forgetToken(err.token);
+  // A full-level token the server does not take as full: drop it, ask for the passkey.
+  if (err.status === 403 && err.code === 'passkey_required' && err.token && slotOf(err.token) === 'full') {
+    forgetToken(err.token);
+  }
 }
 
 // Runs one user action: disables controls meanwhile and reports any failure.
@@ -480,7 +650,9 @@ async function runAction(label, fn) {
   try {
     await fn();
   } catch (err) {
-    showMessage('error', `${label} failed: ${describeError(err)}`, err);
+    absorbError(err);
+    if (err instanceof CancelledError) showMessage('warning', err.message, err);
+    else showMessage('error', `${label} failed: ${describeError(err)}`, err);
   } finally {
     state.busy = false;
     renderAll();
@@ -502,7 +674,7 @@ function onSignup(event) {
   const username = $('signup-username').value.trim();
   const password = $('signup-password').value;
   const displayName = $('signup-display-name').value.trim();
-  runAction('Sign up', async () => {
+  runAction('Sign-up', async () => {
     const body = { username, password };
     if (displayName) body.displayName = displayName;
     const user = await api('POST', '/auth/signup', { body, auth: false });
@@ -512,6 +684,7 @@ function onSignup(event) {
     acceptTokenResponse(answer);
     form.reset();
     renderAll();
+    $('account-forms').open = false;
     showMessage('success', `Account "${user.username}" created; you are logged in at password level.`);
     await refreshAccount();
   });
@@ -522,13 +695,15 @@ function onLogin(event) {
   const form = event.currentTarget;
   const username = $('login-username').value.trim();
   const password = $('login-password').value;
-  runAction('Log in', async () => {
+  runAction('Login', async () => {
     const answer = await api('POST', '/auth/login', { body: { username, password }, auth: false });
     clearSession();
     acceptTokenResponse(answer);
     form.reset();
     renderAll();
-    showMessage('success', `Logged in as ${state.claims ? state.claims.username : username} (authLevel: ${answer.authLevel}).`);
+    $('account-forms').open = false;
+    const name = activeToken() && activeToken().claims ? activeToken().claims.username : username;
+    showMessage('success', `Logged in as ${name} (authLevel: ${answer.authLevel}).`);
     await refreshAccount();
   });
 }
@@ -536,7 +711,7 @@ function onLogin(event) {
 function onLogout() {
   clearSession();
   renderAll();
-  showMessage('info', 'Logged out: the token was forgotten by this page.');
+  showMessage('info', 'Logged out: both tokens were forgotten by this page.');
 }
 
 function onRegisterPasskey(event) {
@@ -546,8 +721,8 @@ function onRegisterPasskey(event) {
   runAction('Passkey registration', async () => {
     const publicKey = publicKeyFrom(await api('GET', '/passkeys/register/options'));
     showMessage('info', 'Follow your browser\'s prompt to create a passkey…');
-    const credential = await runCeremony(() => navigator.credentials.create({
-      publicKey: creationOptionsFromJSON(publicKey),
+    const credential = await runCeremony('create', (signal) => navigator.credentials.create({
+      publicKey: creationOptionsFromJSON(publicKey), signal,
     }));
     const body = credentialToJSON(credential);
     if (nickname) body.nickname = nickname;
@@ -562,8 +737,8 @@ function onVerifyPasskey() {
   runAction('Passkey verification', async () => {
     const publicKey = publicKeyFrom(await api('GET', '/passkeys/authenticate/options'));
     showMessage('info', 'Follow your browser\'s prompt to use your passkey…');
-    const credential = await runCeremony(() => navigator.credentials.get({
-      publicKey: requestOptionsFromJSON(publicKey),
+    const credential = await runCeremony('get', (signal) => navigator.credentials.get({
+      publicKey: requestOptionsFromJSON(publicKey), signal,
     }));
     const answer = await api('POST', '/passkeys/authenticate/verify', { body: credentialToJSON(credential) });
     acceptTokenResponse(answer);
@@ -597,9 +772,10 @@ function onPasskeyListClick(event) {
   const button = event.target.closest('.delete-button');
   if (!button) return;
   const id = button.dataset.passkeyId;
+  const name = button.dataset.nickname;
   runAction('Delete', async () => {
     await api('DELETE', `/passkeys/${encodeURIComponent(id)}`);
-    showMessage('success', 'Passkey deleted.');
+    showMessage('success', `Passkey ${name ? `"${name}" ` : ''}deleted.`);
     await refreshAccount();
   });
 }
@@ -609,22 +785,34 @@ function callProtected(path) {
     const res = await request('GET', path);
     renderResult('GET', path, res);
     if (res.ok) showMessage('success', `GET ${path} answered HTTP ${res.status}.`);
-    else throw new ApiError(res.status, res.body);
+    else throw new ApiError(res.status, res.body, res.token);
   });
 }
 
 // ---------------------------------------------------------------- timer & startup
 
-// Once a second: count down, and re-render when the token crosses its expiry.
+// Once a second: count down, and react when a token crosses its expiry.
 function tick() {
-  if (!state.token) return;
-  const expired = isExpired();
-  if (expired !== state.expired) {
-    state.expired = expired;
-    renderAll();
-    if (expired) showMessage('warning', 'Your access token has expired: log in again.');
-  } else {
+  const fellBack = dropExpiredFullToken();
+  const level = currentLevel();
+  if (level === state.level && !fellBack) {
     renderExpiry();
+    return;
+  }
+  renderAll();
+  if (fellBack) {
+    showMessage('warning', 'Your full-level token expired, so this page is back at password level. '
+      + 'Verify with your passkey again to call full-level routes and to rename or delete passkeys.',
+    { code: 'full_token_expired' });
+  } else if (level === 'expired') {
+    showMessage('warning', 'Your access token has expired: log in again.', { code: 'token_expired' });
+  }
+}
+
+function onKeydown(event) {
+  if (event.key === 'Escape' && state.ceremony) {
+    event.preventDefault();
+    cancelCeremony();
   }
 }
 
@@ -634,11 +822,13 @@ function wireEvents() {
   $('logout').addEventListener('click', onLogout);
   $('register-form').addEventListener('submit', onRegisterPasskey);
   $('verify-passkey').addEventListener('click', onVerifyPasskey);
+  $('cancel-passkey').addEventListener('click', cancelCeremony);
   $('refresh-passkeys').addEventListener('click', onRefreshPasskeys);
   $('passkey-list').addEventListener('submit', onRenameSubmit);
   $('passkey-list').addEventListener('click', onPasskeyListClick);
   $('call-basic').addEventListener('click', () => callProtected('/protected/basic'));
   $('call-full').addEventListener('click', () => callProtected('/protected/full'));
+  document.addEventListener('keydown', onKeydown);
 }
 
 function showWebAuthnSupport() {
@@ -653,15 +843,17 @@ function showWebAuthnSupport() {
 function init() {
   wireEvents();
   showWebAuthnSupport();
-  const s = storage();
-  const saved = s && s.getItem(TOKEN_KEY);
-  if (saved) setToken(saved);
+  loadTokens();
+  const fellBack = dropExpiredFullToken();
   renderAll();
   setInterval(tick, 1000);
-  if (hasLiveToken()) {
-    showMessage('info', 'Session restored from this tab.');
+  if (activeToken()) {
+    $('account-forms').open = false;
+    showMessage(fellBack ? 'warning' : 'info', fellBack
+      ? 'Session restored at password level: the full-level token expired, verify with your passkey again.'
+      : 'Session restored from this tab.');
     runAction('Loading the session', refreshAccount);
-  } else if (state.token) {
+  } else if (state.level === 'expired') {
     showMessage('warning', 'The saved token has expired: log in again.');
   }
 }

@@ -13,7 +13,7 @@ pub mod users;
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpResponse, Resource};
+use actix_web::{guard, web, HttpResponse, Resource};
 use serde::Serialize;
 
 use crate::domain::AuthLevel;
@@ -38,11 +38,16 @@ pub fn resource(
     web::resource(path).wrap(from_fn(catch_panics))
 }
 
+/// GET, and HEAD (answered with the same headers and no body).
+fn get_or_head() -> actix_web::Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
+
 /// Every route of the contract.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/").route(web::get().to(demo::index)))
-        .service(resource("/app.js").route(web::get().to(demo::script)))
-        .service(resource("/style.css").route(web::get().to(demo::stylesheet)))
+    cfg.service(resource("/").route(get_or_head().to(demo::index)))
+        .service(resource("/app.js").route(get_or_head().to(demo::script)))
+        .service(resource("/style.css").route(get_or_head().to(demo::stylesheet)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/auth/signup").route(web::post().to(auth::signup)))

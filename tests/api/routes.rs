@@ -22,6 +22,8 @@ async fn the_demo_page_and_its_assets_are_served(backend: Backend) {
         let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
         assert!(ct.starts_with(content_type), "{path}: {ct}");
         assert!(res.text().await.unwrap().contains(marker), "{path}");
+        let head = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
     }
 }
 

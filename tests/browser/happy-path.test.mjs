@@ -1,0 +1,204 @@
+// The demo page clicked through as a person would: sign up, log in (keyboard
+// only), password level, the full-level route refused with its reason, a
+// passkey registered with a nickname, step-up with it (keyboard only), the
+// full-level route answered, rename and delete, a phone-width view, log out.
+// Every step asserts on what the page shows and saves a screenshot under
+// screenshots/happy-path/.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  clickAndWait, eventually, expectText, idle, isDisabled, launchBrowser, message, phoneShot,
+  result, scenario, startServer, tabTo, text, uniqueUsername,
+} from './harness.mjs';
+
+test('happy path: sign up, log in, step up with a passkey, manage it', async (t) => {
+  const server = await startServer();
+  let browser;
+  try {
+    browser = await launchBrowser();
+    const { page } = browser;
+    await browser.addAuthenticator();
+    const { step, shot } = scenario(t, 'happy-path', { page, server, pageErrors: browser.pageErrors });
+
+    const username = uniqueUsername('happy');
+    const password = 'correct horse battery staple';
+
+    await step('page-loaded', async () => {
+      await page.goto(`${server.baseUrl}/`);
+      await expectText(page, '#auth-level', 'none');
+      assert.equal(await text(page, '#claim-auth-level'), '—', 'no claims before login');
+      assert.equal(await text(page, '#session-status'), 'Not logged in.');
+      for (const id of ['#call-basic', '#call-full', '#register-passkey', '#verify-passkey', '#logout']) {
+        assert.ok(await isDisabled(page, id), `${id} should be disabled before login`);
+      }
+      assert.ok(!(await isDisabled(page, '#login-submit')), 'log in should be enabled');
+      assert.ok(await page.locator('#cancel-passkey').isHidden(), 'no Cancel button without a prompt');
+    });
+
+    await step('signed-up', async () => {
+      await page.fill('#signup-username', username);
+      await page.fill('#signup-password', password);
+      await page.fill('#signup-display-name', 'Happy Path');
+      await clickAndWait(page, '#signup-submit');
+      const m = await message(page);
+      assert.equal(m.kind, 'success', `signup message: ${m.text}`);
+      assert.match(m.text, new RegExp(`Account "${username}" created`));
+      await expectText(page, '#auth-level', 'password');
+      await expectText(page, '#me-display-name', 'Happy Path');
+    });
+
+    await step('logged-out', async () => {
+      await page.click('#logout');
+      await expectText(page, '#auth-level', 'none');
+      assert.match((await message(page)).text, /Logged out/);
+      assert.ok(await isDisabled(page, '#call-basic'), 'call-basic disabled after logout');
+    });
+
+    await step('logged-in-with-keyboard', async () => {
+      // Keyboard only: Tab from the top of the page to the login form, type, Enter.
+      await page.evaluate(() => { document.activeElement?.blur(); window.scrollTo(0, 0); });
+      await tabTo(page, '#login-username');
+      await page.keyboard.type(username);
+      await page.keyboard.press('Tab');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'login-password',
+        'Tab from the username goes to the password');
+      await page.keyboard.type(password);
+      await page.keyboard.press('Enter');
+      await idle(page);
+      const m = await message(page);
+      assert.equal(m.kind, 'success', `login message: ${m.text}`);
+      assert.match(m.text, /authLevel: password/);
+      await expectText(page, '#auth-level', 'password');
+      assert.equal(await page.evaluate(() => document.getElementById('account-forms').open), false,
+        'the login forms fold away once logged in');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'account-forms-summary',
+        'keyboard focus lands on the folded forms\' summary, not on <body>');
+      assert.equal(await text(page, '#claim-username'), username);
+      assert.equal(await text(page, '#claim-auth-level'), 'password');
+      assert.equal(await text(page, '#claim-amr'), 'pwd');
+      assert.equal(await text(page, '#token-full-expiry'), 'none');
+      // The expiry counts down, once a second.
+      const first = await text(page, '#token-expiry');
+      assert.match(first, /^\d+:\d\d(:\d\d)? \(at /, `expiry shown as a countdown: ${first}`);
+      await eventually(() => text(page, '#token-expiry'), (v) => v !== first,
+        '#token-expiry should count down', 3_000);
+      assert.match(await text(page, '#token-password-expiry'), /^\d+:\d\d/);
+      // Passkey steps: registering works, verifying needs a passkey first.
+      await expectText(page, '#me-passkey-count', '0');
+      assert.ok(await isDisabled(page, '#verify-passkey'), 'verify disabled while no passkey exists');
+      assert.ok(!(await isDisabled(page, '#register-passkey')), 'register enabled at password level');
+      await expectText(page, '#stepup-hint', /Register a passkey/);
+    });
+
+    await step('basic-route-ok', async () => {
+      await clickAndWait(page, '#call-basic');
+      const r = await result(page);
+      assert.equal(r.status, '200', `GET /protected/basic: ${r.body}`);
+      assert.match(r.heading, /GET \/protected\/basic → HTTP 200/);
+      assert.equal(r.json?.authLevel, 'password', r.body);
+    }, { show: '#result' });
+
+    await step('full-route-refused', async () => {
+      await clickAndWait(page, '#call-full');
+      const r = await result(page);
+      assert.equal(r.status, '403', `GET /protected/full at password level: ${r.body}`);
+      assert.equal(r.json?.code, 'passkey_required', r.body);
+      assert.ok(r.json?.detail, 'the 403 has a detail');
+      const m = await message(page);
+      assert.equal(m.kind, 'error');
+      assert.ok(m.text.includes(r.json.detail), `message shows the server's detail "${r.json.detail}": ${m.text}`);
+      assert.match(m.text, /HTTP 403/);
+      assert.match(m.text, /Verify with a passkey/);
+      await expectText(page, '#auth-level', 'password');
+    }, { show: '#result' });
+
+    await step('passkey-registered', async () => {
+      await page.fill('#passkey-nickname', 'Laptop key');
+      await clickAndWait(page, '#register-passkey');
+      const m = await message(page);
+      assert.equal(m.kind, 'success', `registration message: ${m.text}`);
+      assert.match(m.text, /Passkey "Laptop key" registered/);
+      const items = page.locator('#passkey-list li.passkey-item');
+      assert.equal(await items.count(), 1, 'one passkey listed');
+      assert.equal(await text(page, '#passkey-list .passkey-nickname'), 'Laptop key');
+      await expectText(page, '#me-passkey-count', '1');
+      // Still password level: renaming and deleting cannot work yet.
+      await expectText(page, '#auth-level', 'password');
+      assert.ok(await isDisabled(page, '#passkey-list .rename-button'), 'rename disabled at password level');
+      assert.ok(await isDisabled(page, '#passkey-list .delete-button'), 'delete disabled at password level');
+      assert.ok(!(await isDisabled(page, '#verify-passkey')), 'verify enabled once a passkey exists');
+      await expectText(page, '#stepup-hint', /need a full-level token/);
+    });
+
+    await step('verified-with-keyboard', async () => {
+      // Keyboard only: Tab from the nickname field to "Verify with a passkey", press Enter.
+      await page.focus('#passkey-nickname');
+      await tabTo(page, '#verify-passkey');
+      await page.keyboard.press('Enter');
+      await idle(page);
+      const m = await message(page);
+      assert.equal(m.kind, 'success', `verification message: ${m.text}`);
+      assert.match(m.text, /authLevel: full/);
+      await expectText(page, '#auth-level', 'full');
+      assert.equal(await text(page, '#claim-auth-level'), 'full');
+      assert.equal(await text(page, '#claim-amr'), 'pwd, hwk');
+      assert.match(await text(page, '#token-full-expiry'), /^\d+:\d\d/, 'full-level token countdown');
+      assert.match(await text(page, '#token-password-expiry'), /^\d+:\d\d/, 'password-level token kept');
+      assert.match(await text(page, '#session-status'), /with a password and a passkey/);
+      assert.ok(await page.locator('#stepup-hint').isHidden(), 'no step-up hint at full level');
+      assert.ok(!(await isDisabled(page, '#passkey-list .rename-button')), 'rename enabled at full level');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'verify-passkey',
+        'focus returns to the button after the prompt');
+    });
+
+    await step('full-route-ok', async () => {
+      await clickAndWait(page, '#call-full');
+      const r = await result(page);
+      assert.equal(r.status, '200', `GET /protected/full at full level: ${r.body}`);
+      assert.equal(r.json?.authLevel, 'full', r.body);
+      assert.match((await message(page)).text, /GET \/protected\/full answered HTTP 200/);
+    }, { show: '#result' });
+
+    await step('passkey-renamed', async () => {
+      const input = page.locator('#passkey-list .rename-input');
+      await input.fill('Work laptop');
+      await input.press('Enter'); // submits the rename form
+      await idle(page);
+      const m = await message(page);
+      assert.equal(m.kind, 'success', `rename message: ${m.text}`);
+      assert.match(m.text, /renamed to "Work laptop"/);
+      await expectText(page, '#passkey-list .passkey-nickname', 'Work laptop');
+    });
+
+    await step('passkey-deleted', async () => {
+      await clickAndWait(page, '#passkey-list .delete-button');
+      const m = await message(page);
+      assert.equal(m.kind, 'success', `delete message: ${m.text}`);
+      assert.match(m.text, /Passkey "Work laptop" deleted/);
+      assert.equal(await page.locator('#passkey-list li.passkey-item').count(), 0, 'no passkey left');
+      await expectText(page, '#passkey-empty', 'No passkeys registered yet.');
+      await expectText(page, '#me-passkey-count', '0');
+      await expectText(page, '#auth-level', 'full');
+    });
+
+    await step('phone-width', async () => {
+      await phoneShot(page, shot, 'phone-width-375', ['#session', '#passkeys']);
+    }, { screenshot: false });
+
+    await step('logged-out-at-the-end', async () => {
+      await page.click('#logout');
+      await expectText(page, '#auth-level', 'none');
+      assert.equal(await text(page, '#claim-amr'), '—');
+      const stored = await page.evaluate(() => Object.keys(sessionStorage));
+      assert.deepEqual(stored, [], 'both tokens forgotten');
+      assert.ok(await isDisabled(page, '#call-full'), 'call-full disabled after logout');
+    });
+
+    await step('no-script-errors', async () => {
+      assert.deepEqual(browser.pageErrors, [], 'no script errors or CSP violations on the page');
+    }, { screenshot: false });
+  } finally {
+    await browser?.close();
+    await server.stop();
+  }
+});

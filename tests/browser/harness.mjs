@@ -1,0 +1,324 @@
+// Shared pieces of the browser suite: the real server binary on a free port
+// with a fresh SQLite database, Debian's Chromium through playwright-core, a
+// CDP virtual authenticator, screenshots, and small polling assertions on
+// what the page shows.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+export const SERVER_BIN = resolve(here, process.env.SERVER_BIN || '../../target/debug/passkey-auth');
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+export const SCREENSHOTS_DIR = join(here, 'screenshots');
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 375, height: 812 };
+
+// ------------------------------------------------------------------ server
+
+// A port nobody listens on right now (listen on 0, read it, close).
+export function freePort() {
+  return new Promise((resolvePort, reject) => {
+    const probe = createServer();
+    probe.unref();
+    probe.on('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolvePort(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
+
+// Starts the server binary with a clean environment (nothing inherited but
+// PATH) plus `extraEnv`, and waits until GET / answers.
+export async function startServer(extraEnv = {}) {
+  if (!existsSync(SERVER_BIN)) {
+    throw new Error(`server binary not found at ${SERVER_BIN}: run \`cargo build\` in the repository root, or set SERVER_BIN`);
+  }
+  const port = await freePort();
+  const dataDir = mkdtempSync(join(tmpdir(), 'passkey-browser-'));
+  const baseUrl = `http://localhost:${port}`;
+  const env = {
+    PATH: process.env.PATH || '/usr/bin:/bin',
+    BIND_ADDR: `127.0.0.1:${port}`,
+    DATABASE_URL: join(dataDir, 'auth.db'),
+    RP_ID: 'localhost',
+    RP_ORIGIN: baseUrl,
+    JWT_SECRET: randomBytes(24).toString('hex'),
+    RUST_LOG: 'warn',
+    ...extraEnv,
+  };
+  const child = spawn(SERVER_BIN, [], { env, cwd: dataDir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const keep = (chunk) => { output = (output + chunk).slice(-20_000); };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  const exitPromise = new Promise((r) => child.once('exit', (code, signal) => {
+    exited = { code, signal };
+    r(exited);
+  }));
+  // Never leave a server behind, even if the test process dies.
+  const killOnExit = () => { try { child.kill('SIGKILL'); } catch (_) { /* gone */ } };
+  process.once('exit', killOnExit);
+
+  const server = {
+    port,
+    baseUrl,
+    env,
+    logs: () => output,
+    async stop() {
+      process.removeListener('exit', killOnExit);
+      if (!exited) {
+        child.kill('SIGTERM');
+        let timer;
+        const done = await Promise.race([
+          exitPromise,
+          new Promise((r) => { timer = setTimeout(() => r(null), 5_000); }),
+        ]);
+        clearTimeout(timer);
+        if (!done) {
+          child.kill('SIGKILL');
+          await exitPromise;
+        }
+      }
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (exited) {
+      await server.stop();
+      throw new Error(`server exited early (${JSON.stringify(exited)}); its output:\n${output}`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}/`);
+      if (res.ok) break;
+    } catch (_) { /* not listening yet */ }
+    if (Date.now() > deadline) {
+      await server.stop();
+      throw new Error(`server did not answer GET / within 30 s; its output:\n${output}`);
+    }
+    await sleep(100);
+  }
+  return server;
+}
+
+// ------------------------------------------------------------------ browser
+
+export const AUTHENTICATOR = {
+  protocol: 'ctap2',
+  transport: 'internal',
+  hasResidentKey: true,
+  hasUserVerification: true,
+  isUserVerified: true,
+};
+
+// Headless Chromium at 1280x800 with the WebAuthn domain enabled; collects
+// script errors (CSP violations included) so a test can assert there are none.
+export async function launchBrowser() {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [
+      '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run',
+    ],
+  });
+  try {
+    const context = await browser.newContext({ viewport: DESKTOP });
+    const page = await context.newPage();
+    page.setDefaultTimeout(10_000);
+    const pageErrors = [];
+    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
+    page.on('console', (msg) => {
+      // Chromium logs each 4xx answer as "Failed to load resource": expected here.
+      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) {
+        pageErrors.push(`console: ${msg.text()}`);
+      }
+    });
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    return {
+      browser,
+      context,
+      page,
+      cdp,
+      pageErrors,
+      async addAuthenticator(overrides = {}) {
+        const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+          options: { ...AUTHENTICATOR, ...overrides },
+        });
+        return authenticatorId;
+      },
+      async removeAuthenticator(authenticatorId) {
+        await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
+      },
+      close: () => browser.close(),
+    };
+  } catch (err) {
+    await browser.close();
+    throw err;
+  }
+}
+
+// ------------------------------------------------------------------ steps and screenshots
+
+// Runs named steps as subtests of `t`, each followed by a viewport screenshot
+// screenshots/<scenario>/<NN-step>.png (NN-step-FAILED.png on failure). After
+// a failure the remaining steps are skipped rather than failing in cascade,
+// and the failing one reports the page's script errors and the server's output.
+export function scenario(t, name, { page, server, pageErrors = [] }) {
+  const dir = join(SCREENSHOTS_DIR, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  let count = 0;
+  let failed = null;
+
+  // `show`: a selector to bring fully into view first (bottom-aligned, so the
+  // page above it stays visible too).
+  async function shot(label, show) {
+    if (show) {
+      await page.locator(show).first().evaluate((el) => {
+        const box = el.getBoundingClientRect();
+        if (box.bottom > window.innerHeight) el.scrollIntoView({ block: 'end' });
+        else if (box.top < 0) el.scrollIntoView({ block: 'start' });
+      });
+    }
+    // Let a scroll or resize reach the screen first.
+    await page.evaluate(() => new Promise((r) => { requestAnimationFrame(() => requestAnimationFrame(r)); }));
+    count += 1;
+    const file = join(dir, `${String(count).padStart(2, '0')}-${label}.png`);
+    await page.screenshot({ path: file, fullPage: false });
+    return file;
+  }
+
+  // options.show: see shot(); options.screenshot: false for steps that save
+  // their own screenshots.
+  async function step(label, fn, options = {}) {
+    if (failed) {
+      await t.test(label, { skip: `earlier step "${failed}" failed` }, () => {});
+      return;
+    }
+    await t.test(label, async (st) => {
+      try {
+        await fn();
+      } catch (err) {
+        failed = label;
+        try { await shot(`${label}-FAILED`); } catch (_) { /* page gone */ }
+        if (pageErrors.length) st.diagnostic(`page script errors:\n${pageErrors.join('\n')}`);
+        if (server) st.diagnostic(`server output (tail):\n${server.logs().slice(-4_000) || '(none)'}`);
+        throw err;
+      }
+      if (options.screenshot !== false) await shot(label, options.show);
+    });
+  }
+
+  return { step, shot, failed: () => failed };
+}
+
+// ------------------------------------------------------------------ page reading
+
+// textContent, not innerText: the badge is text-transform: uppercase.
+export async function text(page, selector) {
+  return ((await page.locator(selector).first().textContent()) || '').trim();
+}
+
+// Polls `read` until `check` accepts its value; fails with `what` and the last value.
+export async function eventually(read, check, what, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    last = await read();
+    if (check(last)) return last;
+    if (Date.now() > deadline) {
+      throw new Error(`${what}: timed out after ${timeout} ms; last value: ${JSON.stringify(last)}`);
+    }
+    await sleep(100);
+  }
+}
+
+export function expectText(page, selector, expected, timeout) {
+  const ok = expected instanceof RegExp ? (v) => expected.test(v) : (v) => v === expected;
+  return eventually(() => text(page, selector), ok, `${selector} should show ${expected}`, timeout);
+}
+
+// The page sets aria-busy="true" on <body> while an action runs.
+export function idle(page, timeout = 15_000) {
+  return eventually(() => page.getAttribute('body', 'aria-busy'), (v) => v === 'false',
+    'page should become idle (body aria-busy="false")', timeout);
+}
+
+// Clicks and waits until the action it started is over.
+export async function clickAndWait(page, selector) {
+  await page.click(selector);
+  await idle(page);
+}
+
+export async function message(page) {
+  return {
+    text: await text(page, '#message'),
+    kind: ((await page.getAttribute('#message', 'class')) || '').replace(/.*message--/, ''),
+    code: await page.getAttribute('#message', 'data-code'),
+    status: await page.getAttribute('#message', 'data-status'),
+  };
+}
+
+export async function result(page) {
+  const body = await text(page, '#result-body');
+  let json = null;
+  try { json = JSON.parse(body); } catch (_) { /* not JSON */ }
+  return {
+    status: await page.getAttribute('#result', 'data-status'),
+    heading: await text(page, '#result-status'),
+    body,
+    json,
+  };
+}
+
+export const isDisabled = (page, selector) => page.locator(selector).first().isDisabled();
+
+// Presses Tab until `selector` has focus (at most `max` presses), as a
+// keyboard-only person would.
+export async function tabTo(page, selector, max = 40) {
+  for (let i = 0; i < max; i += 1) {
+    if (await page.locator(selector).first().evaluate((el) => el === document.activeElement)) return i;
+    await page.keyboard.press('Tab');
+  }
+  throw new Error(`${selector} was not reached with ${max} presses of Tab`);
+}
+
+// Shows the page at phone width, checks nothing overflows sideways, and
+// saves a screenshot of the top of the page, then one scrolled to each of
+// `sections` (selectors); then restores the desktop viewport.
+export async function phoneShot(page, shot, label, sections = []) {
+  await page.setViewportSize(PHONE);
+  try {
+    await page.evaluate(() => window.scrollTo(0, 0));
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    await shot(label);
+    for (const selector of sections) {
+      // Below the sticky message, which stays at the top of the screen.
+      await page.locator(selector).evaluate((el) => {
+        const message = document.getElementById('message');
+        window.scrollTo(0, window.scrollY + el.getBoundingClientRect().top - message.offsetHeight - 16);
+      });
+      await shot(`${label}-${selector.replace(/^#/, '')}`);
+    }
+    if (overflow > 0) throw new Error(`page overflows a ${PHONE.width}px wide screen by ${overflow}px`);
+  } finally {
+    await page.setViewportSize(DESKTOP);
+  }
+}
+
+export function uniqueUsername(prefix) {
+  return `${prefix}_${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+}
