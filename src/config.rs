@@ -97,6 +97,16 @@ pub struct Settings {
     pub ip_rate_limit: RateLimit,
     pub account_rate_limit: RateLimit,
     pub login_lockout: LockoutPolicy,
+    /// Shared state for several nodes; `None` keeps it in process.
+    pub redis: Option<RedisSettings>,
+}
+
+/// Where challenges and rate-limit counters live when several nodes share them.
+#[derive(Clone)]
+pub struct RedisSettings {
+    pub url: SecretString,
+    pub key_prefix: String,
+    pub timeout: Duration,
 }
 
 impl fmt::Debug for Settings {
@@ -124,6 +134,13 @@ impl fmt::Debug for Settings {
             .field("ip_rate_limit", &self.ip_rate_limit)
             .field("account_rate_limit", &self.account_rate_limit)
             .field("login_lockout", &self.login_lockout)
+            .field(
+                "redis",
+                &self
+                    .redis
+                    .as_ref()
+                    .map(|r| (r.key_prefix.as_str(), r.timeout)),
+            )
             .finish()
     }
 }
@@ -249,6 +266,31 @@ impl Settings {
             account_rate_limit: RateLimit {
                 per_minute: parse_number(&get, "RATE_LIMIT_ACCOUNT_PER_MINUTE", 20, 0..=1_000_000)?,
                 burst: parse_number(&get, "RATE_LIMIT_ACCOUNT_BURST", 10, 1..=1_000_000)?,
+            },
+            redis: match get("REDIS_URL") {
+                None => None,
+                Some(url) => {
+                    if !(url.starts_with("redis://")
+                        || url.starts_with("rediss://")
+                        || url.starts_with("redis+unix://"))
+                    {
+                        return Err(ConfigError {
+                            var: "REDIS_URL",
+                            message: "expected redis://…, rediss://… or redis+unix://…".into(),
+                        });
+                    }
+                    Some(RedisSettings {
+                        url: SecretString::from(url),
+                        key_prefix: get("REDIS_KEY_PREFIX")
+                            .unwrap_or_else(|| "passkey-auth:".into()),
+                        timeout: Duration::from_millis(parse_number(
+                            &get,
+                            "REDIS_TIMEOUT_MS",
+                            1_000,
+                            10..=60_000,
+                        )?),
+                    })
+                }
             },
             login_lockout: LockoutPolicy {
                 threshold: parse_number(&get, "LOGIN_LOCKOUT_THRESHOLD", 5, 0..=1_000)?,
@@ -417,6 +459,7 @@ mod tests {
             ("TRUSTED_PROXIES", "proxy.local"),
             ("RATE_LIMIT_IP_BURST", "0"),
             ("LOGIN_LOCKOUT_MAX_SECS", "forever"),
+            ("REDIS_URL", "localhost:6379"),
             ("CORS_ORIGINS", "https://ok.example, not-an-origin"),
         ] {
             let err = settings(&[(var, value)]).unwrap_err();

@@ -26,7 +26,8 @@ use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
 use crate::services::health::HealthService;
 use crate::services::passkeys::PasskeyService;
 use crate::services::passwords::PasswordHasher;
-use crate::services::rate_limit::{MemoryRateLimitStore, RateLimiter};
+use crate::services::rate_limit::{MemoryRateLimitStore, RateLimitStore, RateLimiter};
+use crate::services::redis_stores::{Redis, RedisChallengeStore, RedisRateLimitStore};
 use crate::services::tokens::TokenService;
 
 /// What every handler and guard can reach.
@@ -70,6 +71,8 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot reach REDIS_URL: {0}")]
+    Redis(String),
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -110,13 +113,15 @@ impl Application {
         })?;
         let server = HttpServer::new(move || {
             let cors = cors(&cors_origins);
+            // The first wrap is the innermost: CORS refusals must still pass
+            // through the problem+json rewrite and get the security headers.
             App::new()
-                .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
-                .wrap(security_headers())
                 .wrap(Condition::new(
                     cors.is_some(),
                     Compat::new(cors.unwrap_or_default()),
                 ))
+                .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                .wrap(security_headers())
                 .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
                 .app_data(state.clone())
                 .configure(controllers::configure)
@@ -195,17 +200,10 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
                 .build()
         })
         .map_err(|e| StartupError::Webauthn(e.to_string()))?;
-    let challenges: Arc<dyn ChallengeStore> = Arc::new(MokaChallengeStore::new(
-        settings.challenge_ttl,
-        settings.challenge_capacity,
-    ));
+    let (challenges, limits) = shared_state(settings).await?;
 
     let limiter = RateLimiter {
-        store: Arc::new(MemoryRateLimitStore::new(
-            settings.ip_rate_limit,
-            settings.account_rate_limit,
-            &settings.login_lockout,
-        )),
+        store: limits,
         lockout: settings.login_lockout,
         clock: clock.clone(),
     };
@@ -238,6 +236,49 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
     })
 }
 
+/// Challenges and rate-limit counters: in Redis when `REDIS_URL` is set
+/// (shared by every node), else in this process.
+async fn shared_state(
+    settings: &Settings,
+) -> Result<(Arc<dyn ChallengeStore>, Arc<dyn RateLimitStore>), StartupError> {
+    let Some(redis) = &settings.redis else {
+        return Ok((
+            Arc::new(MokaChallengeStore::new(
+                settings.challenge_ttl,
+                settings.challenge_capacity,
+            )),
+            Arc::new(MemoryRateLimitStore::new(
+                settings.ip_rate_limit,
+                settings.account_rate_limit,
+                &settings.login_lockout,
+            )),
+        ));
+    };
+    let conn = Redis::connect(
+        redis.url.expose_secret(),
+        redis.key_prefix.clone(),
+        redis.timeout,
+    )
+    .await
+    .map_err(|e| StartupError::Redis(e.to_string()))?;
+    log::info!(
+        "challenges and rate limits in Redis (prefix {})",
+        redis.key_prefix
+    );
+    Ok((
+        Arc::new(RedisChallengeStore::new(
+            conn.clone(),
+            settings.challenge_ttl,
+        )),
+        Arc::new(RedisRateLimitStore::new(
+            conn,
+            settings.ip_rate_limit,
+            settings.account_rate_limit,
+            settings.login_lockout.tally_ttl(),
+        )),
+    ))
+}
+
 /// Error answers produced by actix itself (a wrong method, an unparsable
 /// request) get the contract's problem+json body too.
 fn ensure_problem_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
@@ -256,7 +297,14 @@ fn ensure_problem_json<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHan
         status if status.is_server_error() => {
             ApiError::internal(format!("unhandled {status} from the framework"))
         }
-        _ => ApiError::InvalidRequest("the request could not be processed".into()),
+        // A client error from actix or a middleware (e.g. a refused CORS
+        // preflight) carries a message meant for the client.
+        _ => ApiError::InvalidRequest(
+            res.response()
+                .error()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "the request could not be processed".into()),
+        ),
     };
     let (req, _) = res.into_parts();
     let res = ServiceResponse::new(req, error.error_response()).map_into_right_body();

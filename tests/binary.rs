@@ -1,13 +1,13 @@
 //! The server binary as a person starts it: embedded defaults, `.env`, and
 //! configuration errors that name the variable.
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc::Receiver;
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_passkey-auth");
+use common::server_process::{server_command, Running};
 
 /// A fresh, empty working directory.
 fn workdir() -> PathBuf {
@@ -18,60 +18,15 @@ fn workdir() -> PathBuf {
     dir
 }
 
-/// The server with no configuration but a free port, in `dir`.
-fn server(dir: &PathBuf) -> Command {
-    let mut cmd = Command::new(BINARY);
-    cmd.current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("BIND_ADDR", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the server and reads its log until it says where it listens;
-/// later log lines keep arriving on the returned receiver.
-fn start(mut cmd: Command) -> (Running, String, Vec<String>, Receiver<String>) {
-    let mut child = Running(cmd.spawn().expect("server starts"));
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut lines = Vec::new();
-    while Instant::now() < deadline {
-        let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-            continue;
-        };
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            let address = rest.split_whitespace().next().unwrap().to_owned();
-            lines.push(line);
-            return (child, address, lines, rx);
-        }
-        lines.push(line);
-    }
-    panic!("server did not report its address; log: {lines:#?}");
+fn server(dir: &Path) -> Command {
+    server_command(dir)
 }
 
 #[test]
 fn runs_on_embedded_defaults_and_serves_the_demo_page() {
     let dir = workdir();
-    let (_server, address, log, more_log) = start(server(&dir));
+    let node = Running::start(server(&dir));
+    let (address, log, more_log) = (&node.address, &node.startup_log, &node.log);
     assert!(
         dir.join("data/auth.db").exists(),
         "the default SQLite file is created"
@@ -142,7 +97,7 @@ fn reads_dot_env_and_lets_the_environment_win() {
 
     let mut cmd = server(&dir);
     cmd.env("CHALLENGE_TTL_SECS", "60");
-    let (_server, _address, _log, _more) = start(cmd);
+    let _node = Running::start(cmd);
     assert!(
         dir.join("custom/place.db").exists(),
         "DATABASE_URL from .env is used"

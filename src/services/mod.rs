@@ -10,6 +10,7 @@ pub mod health;
 pub mod passkeys;
 pub mod passwords;
 pub mod rate_limit;
+pub mod redis_stores;
 pub mod tokens;
 
 use crate::domain::FieldError;

@@ -70,6 +70,11 @@ pub struct LockoutPolicy {
 }
 
 impl LockoutPolicy {
+    /// How long a failure tally is kept after its last failure.
+    pub fn tally_ttl(&self) -> Duration {
+        self.max.max(Duration::from_secs(3600))
+    }
+
     fn lock_for(&self, failures: u32) -> Option<Duration> {
         if self.threshold == 0 || failures < self.threshold {
             return None;
@@ -130,8 +135,7 @@ impl MemoryRateLimitStore {
             takes: AtomicU64::new(0),
             failures: moka::sync::Cache::builder()
                 .max_capacity(1_000_000)
-                // A tally is forgotten after a quiet spell as long as the longest lock.
-                .time_to_idle(lockout.max.max(Duration::from_secs(3600)))
+                .time_to_idle(lockout.tally_ttl())
                 .build(),
         }
     }

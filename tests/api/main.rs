@@ -12,6 +12,7 @@ mod events;
 mod headers;
 mod passkeys;
 mod proxy;
+mod redis;
 mod resilience;
 mod routes;
 mod tokens;

@@ -1,1 +1,2 @@
 pub mod authenticator;
+pub mod server_process;

@@ -1,0 +1,205 @@
+//! Challenges and rate limits in Redis (`REDIS_URL`), when `TEST_REDIS_URL`
+//! names a Redis to use. Each test gets its own key prefix.
+
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+use redis::AsyncCommands;
+use serde_json::Value;
+
+use crate::common::authenticator::TestAuthenticator;
+use crate::helpers::*;
+use crate::proxy::CuttableProxy;
+
+pub fn redis_url() -> Option<String> {
+    std::env::var("TEST_REDIS_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// The app on SQLite with its shared state in Redis under a fresh prefix.
+async fn spawn_on_redis(url: &str, extra: &[(&str, &str)]) -> (TestApp, String) {
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let mut settings = vec![
+        ("REDIS_URL", url),
+        ("REDIS_KEY_PREFIX", prefix.as_str()),
+        ("REDIS_TIMEOUT_MS", "500"),
+    ];
+    settings.extend_from_slice(extra);
+    (
+        TestApp::spawn_with(Backend::Sqlite, &settings).await,
+        prefix,
+    )
+}
+
+macro_rules! needs_redis {
+    () => {
+        match redis_url() {
+            Some(url) => url,
+            None => {
+                eprintln!("TEST_REDIS_URL is not set: Redis test not run");
+                return;
+            }
+        }
+    };
+}
+
+#[actix_web::test]
+async fn ceremonies_keep_their_challenges_in_redis_with_a_ttl() {
+    let url = needs_redis!();
+    let (app, prefix) = spawn_on_redis(&url, &[]).await;
+    let user = app.new_user().await;
+    let options = app.registration_options(&user.token).await;
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{prefix}challenge:register:{}", user.id);
+    let ttl_ms: i64 = conn.pttl(&key).await.unwrap();
+    assert!((1..=300_000).contains(&ttl_ms), "PTTL {ttl_ms}");
+
+    let mut device = TestAuthenticator::new();
+    let body = device.register(&options, ORIGIN).unwrap();
+    let res = app
+        .post_json("/passkeys/register/verify", &body, Some(&user.token))
+        .await;
+    assert_eq!(res.status(), 201);
+    let exists: bool = conn.exists(&key).await.unwrap();
+    assert!(!exists, "the challenge is gone once used");
+    app.step_up(&user.token, &mut device).await;
+}
+
+#[actix_web::test]
+async fn one_challenge_serves_one_of_many_concurrent_verifies() {
+    let url = needs_redis!();
+    let (app, _) = spawn_on_redis(&url, &[]).await;
+    let user = app.new_user().await;
+    let mut device = TestAuthenticator::new();
+    app.register_passkey(&user.token, &mut device).await;
+    let options = app.authentication_options(&user.token).await;
+    let body = device.authenticate(&options, ORIGIN).unwrap();
+    let attempts =
+        (0..8).map(|_| app.post_json("/passkeys/authenticate/verify", &body, Some(&user.token)));
+    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 400).count(),
+        7,
+        "{statuses:?}"
+    );
+}
+
+#[actix_web::test]
+async fn challenges_in_redis_still_expire_by_the_service_clock() {
+    let url = needs_redis!();
+    let (app, _) = spawn_on_redis(&url, &[]).await;
+    let user = app.new_user().await;
+    let mut device = TestAuthenticator::new();
+    let options = app.registration_options(&user.token).await;
+    let body = device.register(&options, ORIGIN).unwrap();
+    app.clock.advance(Duration::from_secs(301));
+    let res = app
+        .post_json("/passkeys/register/verify", &body, Some(&user.token))
+        .await;
+    assert_challenge_expired(res).await;
+}
+
+#[actix_web::test]
+async fn rate_limits_and_lockouts_live_in_redis() {
+    let url = needs_redis!();
+    let (app, _) = spawn_on_redis(
+        &url,
+        &[
+            ("RATE_LIMIT_IP_PER_MINUTE", "60"),
+            ("RATE_LIMIT_IP_BURST", "3"),
+            ("LOGIN_LOCKOUT_THRESHOLD", "2"),
+            ("LOGIN_LOCKOUT_BASE_SECS", "30"),
+        ],
+    )
+    .await;
+    app.signup("redis-user", PASSWORD).await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.login("redis-user", "wrong password!").await.status(),
+            401
+        );
+    }
+    let res = app.login("redis-user", PASSWORD).await;
+    assert_eq!(res.headers()["retry-after"], "30");
+    assert_problem(res, 429, "rate_limited").await;
+    // The IP bucket (burst 3) is now empty too.
+    let res = app.login("someone-else", PASSWORD).await;
+    assert_problem(res, 429, "rate_limited").await;
+    actix_web::rt::time::sleep(Duration::from_millis(1_100)).await;
+    app.clock.advance(Duration::from_secs(30));
+    assert_eq!(app.login("redis-user", PASSWORD).await.status(), 200);
+}
+
+#[actix_web::test]
+async fn a_lost_redis_gives_quick_503s_and_the_server_recovers() {
+    let url = needs_redis!();
+    let parsed = url::Url::parse(&url).unwrap();
+    let target = (
+        parsed.host_str().unwrap().to_owned(),
+        parsed.port().unwrap_or(6379),
+    )
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = CuttableProxy::start(target);
+    let mut proxied = parsed.clone();
+    proxied.set_host(Some("127.0.0.1")).unwrap();
+    proxied.set_port(Some(proxy.port)).unwrap();
+    let (app, _) = spawn_on_redis(proxied.as_str(), &[]).await;
+    let user = app.new_user().await;
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+
+    proxy.cut();
+    let started = Instant::now();
+    let res = app
+        .get("/passkeys/register/options", Some(&user.token))
+        .await;
+    assert_problem(res, 503, "service_unavailable").await;
+    let res = app.get("/readyz", None).await;
+    assert_problem(res, 503, "service_unavailable").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(app.get("/healthz", None).await.status(), 200);
+    assert_eq!(
+        app.get("/protected/basic", Some(&user.token))
+            .await
+            .status(),
+        200
+    );
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let res = app
+            .get("/passkeys/register/options", Some(&user.token))
+            .await;
+        if res.status() == 200 {
+            let options: Value = res.json().await.unwrap();
+            assert!(options["publicKey"]["challenge"].is_string());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no recovery: still {}",
+            res.status()
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(app.get("/readyz", None).await.status(), 200);
+}

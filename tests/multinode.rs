@@ -1,0 +1,190 @@
+//! Two server processes on one PostgreSQL database and one Redis, as nodes
+//! behind a load balancer: a ceremony may start on one node and finish on
+//! the other, tokens from either are accepted by both, and a challenge used
+//! on one cannot be replayed on the other.
+//!
+//! Needs `TEST_DATABASE_URL` (PostgreSQL) and `TEST_REDIS_URL`; CI sets both.
+
+mod common;
+
+use std::path::Path;
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+use reqwest::blocking::Client;
+use serde_json::{json, Value};
+
+use common::authenticator::TestAuthenticator;
+use common::server_process::{server_command, Running};
+
+const ORIGIN: &str = "http://localhost:3000";
+const PASSWORD: &str = "correct horse battery";
+
+/// A fresh PostgreSQL database, dropped afterwards.
+struct Database {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl Database {
+    fn create(admin_url: &str) -> Self {
+        let name = format!("passkey_nodes_{}", uuid::Uuid::new_v4().simple());
+        PgConnection::establish(admin_url)
+            .expect("connect to TEST_DATABASE_URL")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create the database");
+        let mut url = url::Url::parse(admin_url).unwrap();
+        url.set_path(&format!("/{name}"));
+        Database {
+            admin_url: admin_url.to_owned(),
+            name,
+            url: url.to_string(),
+        }
+    }
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn node(dir: &Path, database_url: &str, redis_url: &str, prefix: &str) -> std::process::Command {
+    let mut cmd = server_command(dir);
+    cmd.envs([
+        ("DATABASE_URL", database_url),
+        ("REDIS_URL", redis_url),
+        ("REDIS_KEY_PREFIX", prefix),
+        ("JWT_SECRET", "multi-node-test-secret-0123456789abcdef"),
+        ("RP_ID", "localhost"),
+        ("RP_ORIGIN", ORIGIN),
+        ("RUST_LOG", "warn,passkey_auth=info"),
+    ]);
+    cmd
+}
+
+struct Nodes {
+    a: Running,
+    b: Running,
+    http: Client,
+}
+
+impl Nodes {
+    fn post(&self, node: &Running, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.post(node.url(path)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let res = req.send().unwrap();
+        (res.status().as_u16(), res.json().unwrap_or(Value::Null))
+    }
+
+    fn get(&self, node: &Running, path: &str, token: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(node.url(path))
+            .bearer_auth(token)
+            .send()
+            .unwrap();
+        (res.status().as_u16(), res.json().unwrap_or(Value::Null))
+    }
+}
+
+#[test]
+fn ceremonies_and_tokens_cross_nodes_and_challenges_do_not_replay() {
+    let (Some(pg), Some(redis)) = (env_var("TEST_DATABASE_URL"), env_var("TEST_REDIS_URL")) else {
+        eprintln!(
+            "TEST_DATABASE_URL and TEST_REDIS_URL are needed for the multi-node test: not run"
+        );
+        return;
+    };
+    let database = Database::create(&pg);
+    let prefix = format!("nodes:{}:", uuid::Uuid::new_v4().simple());
+    let dir = std::env::temp_dir().join("passkey-auth-multinode");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Both nodes start at once on an empty database: migrations must not collide.
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| Running::start(node(&dir, &database.url, &redis, &prefix)));
+        let b = s.spawn(|| Running::start(node(&dir, &database.url, &redis, &prefix)));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let nodes = Nodes {
+        a,
+        b,
+        http: Client::new(),
+    };
+    let (a, b) = (&nodes.a, &nodes.b);
+
+    // Sign up on A, log in on B; B's token works on A.
+    let (status, _) = nodes.post(
+        a,
+        "/auth/signup",
+        &json!({"username": "roamer", "password": PASSWORD}),
+        None,
+    );
+    assert_eq!(status, 201);
+    let (status, login) = nodes.post(
+        b,
+        "/auth/login",
+        &json!({"username": "roamer", "password": PASSWORD}),
+        None,
+    );
+    assert_eq!(status, 200);
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(nodes.get(a, "/auth/me", &token).0, 200);
+
+    // Registration: options from A, verify on B.
+    let mut device = TestAuthenticator::new();
+    let (status, options) = nodes.get(a, "/passkeys/register/options", &token);
+    assert_eq!(status, 200);
+    let body = device.register(&options, ORIGIN).unwrap();
+    let (status, summary) = nodes.post(b, "/passkeys/register/verify", &body, Some(&token));
+    assert_eq!(status, 201, "{summary}");
+
+    // Authentication: options from B, verify on A; A's full token works on B.
+    let (status, options) = nodes.get(b, "/passkeys/authenticate/options", &token);
+    assert_eq!(status, 200);
+    let body = device.authenticate(&options, ORIGIN).unwrap();
+    let (status, full) = nodes.post(a, "/passkeys/authenticate/verify", &body, Some(&token));
+    assert_eq!(status, 200, "{full}");
+    let full_token = full["accessToken"].as_str().unwrap().to_owned();
+    let (status, protected) = nodes.get(b, "/protected/full", &full_token);
+    assert_eq!(
+        (status, protected["authLevel"].as_str()),
+        (200, Some("full"))
+    );
+
+    // And the other way round: options from A, verify on B.
+    let (_, options) = nodes.get(a, "/passkeys/authenticate/options", &token);
+    let body = device.authenticate(&options, ORIGIN).unwrap();
+    let (status, _) = nodes.post(b, "/passkeys/authenticate/verify", &body, Some(&token));
+    assert_eq!(status, 200);
+
+    // A verify that succeeded on A cannot be replayed on B.
+    let (_, options) = nodes.get(b, "/passkeys/authenticate/options", &token);
+    let body = device.authenticate(&options, ORIGIN).unwrap();
+    let (status, _) = nodes.post(a, "/passkeys/authenticate/verify", &body, Some(&token));
+    assert_eq!(status, 200);
+    let (status, replay) = nodes.post(b, "/passkeys/authenticate/verify", &body, Some(&token));
+    assert_eq!(
+        (status, replay["code"].as_str()),
+        (400, Some("challenge_expired"))
+    );
+
+    // The passkey (and its counter) is one and the same on both nodes.
+    let (_, on_a) = nodes.get(a, "/passkeys", &full_token);
+    let (_, on_b) = nodes.get(b, "/passkeys", &full_token);
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_a.as_array().unwrap().len(), 1);
+}
