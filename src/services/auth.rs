@@ -131,8 +131,13 @@ impl AuthService {
     ) -> Result<IssuedToken, ServiceError> {
         let account = username_key(username);
         // The lookup comes first so that refusals of a real account are
-        // recorded in its owner's events.
-        let record = self.users.find_by_key(account.clone()).await?;
+        // recorded in its owner's events. A string that cannot be a
+        // username names no account (and never reaches the database, which
+        // may refuse bytes such as NUL), but still costs one hash below.
+        let record = match Username::parse(username) {
+            Ok(_) => self.users.find_by_key(account.clone()).await?,
+            Err(_) => None,
+        };
         let user_id = record
             .as_ref()
             .map(|r| Uuid::parse_str(&r.id))

@@ -190,6 +190,11 @@ async fn unknown_user_and_wrong_password_fail_the_same_way(backend: Backend) {
         "invalid_credentials",
     )
     .await;
+    // Strings that cannot be usernames (NUL, 10 KiB) fail the same way.
+    for name in ["frank\u{0}", &"f".repeat(10 * 1024)] {
+        let res = app.login(name, PASSWORD).await;
+        assert_eq!(assert_problem(res, 401, "invalid_credentials").await, b);
+    }
     // Wrong types are still a 400, not a 401.
     let res = app
         .post_json("/auth/login", &json!({"username": "frank"}), None)

@@ -76,6 +76,13 @@ async fn cors_origins_enable_an_allow_list(backend: Backend) {
     );
     let res = preflight(&app, "https://evil.example").await;
     assert!(res.headers().get("access-control-allow-origin").is_none());
+    // The refusal is a problem+json answer with the usual headers.
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    let problem = assert_problem(res, 400, "invalid_request").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("Origin"),
+        "{problem}"
+    );
 
     // The page's own origin still works with CORS on.
     let res = app

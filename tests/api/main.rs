@@ -9,6 +9,7 @@ mod helpers;
 mod abuse;
 mod auth;
 mod events;
+mod fuzz;
 mod headers;
 mod passkeys;
 mod proxy;
