@@ -23,9 +23,10 @@ use crate::repositories::{Database, EventRepository, PasskeyRepository, UserRepo
 use crate::services::audit::Audit;
 use crate::services::auth::AuthService;
 use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
+use crate::services::hashing::HashingPool;
 use crate::services::health::HealthService;
 use crate::services::passkeys::PasskeyService;
-use crate::services::passwords::PasswordHasher;
+use crate::services::passwords::{PasswordHasher, Passwords};
 use crate::services::rate_limit::{MemoryRateLimitStore, RateLimitStore, RateLimiter};
 use crate::services::redis_stores::{Redis, RedisChallengeStore, RedisRateLimitStore};
 use crate::services::tokens::TokenService;
@@ -212,7 +213,10 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         auth: AuthService::new(
             users.clone(),
             passkeys.clone(),
-            Arc::new(hasher),
+            Passwords {
+                hasher: Arc::new(hasher),
+                pool: HashingPool::per_core().map_err(|e| StartupError::Task(e.to_string()))?,
+            },
             tokens.clone(),
             limiter.clone(),
             audit.clone(),

@@ -7,10 +7,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::audit::{Audit, EventKind, EventPage};
-use super::passwords::PasswordHasher;
+use super::passwords::Passwords;
 use super::rate_limit::{Action, RateLimiter};
 use super::tokens::{IssuedToken, TokenService};
-use super::{run_blocking, ServiceError};
+use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::{username_key, AuthLevel, ClientInfo, DisplayName, Password, Username};
 use crate::repositories::{PasskeyRepository, RepoError, UserRecord, UserRepository};
@@ -54,7 +54,7 @@ pub struct SignupInput {
 pub struct AuthService {
     users: UserRepository,
     passkeys: PasskeyRepository,
-    hasher: Arc<PasswordHasher>,
+    passwords: Passwords,
     tokens: Arc<TokenService>,
     limiter: RateLimiter,
     audit: Audit,
@@ -65,7 +65,7 @@ impl AuthService {
     pub fn new(
         users: UserRepository,
         passkeys: PasskeyRepository,
-        hasher: Arc<PasswordHasher>,
+        passwords: Passwords,
         tokens: Arc<TokenService>,
         limiter: RateLimiter,
         audit: Audit,
@@ -74,7 +74,7 @@ impl AuthService {
         AuthService {
             users,
             passkeys,
-            hasher,
+            passwords,
             tokens,
             limiter,
             audit,
@@ -94,11 +94,7 @@ impl AuthService {
         self.audit
             .on_limit(limit, None, client, Action::Signup)
             .await?;
-        let hasher = self.hasher.clone();
-        let password = input.password;
-        let password_hash = run_blocking(move || hasher.hash(&password))
-            .await?
-            .map_err(ServiceError::internal)?;
+        let password_hash = self.passwords.hash(input.password).await?;
         let now = self.clock.now().naive_utc();
         let id = Uuid::new_v4();
         let record = UserRecord {
@@ -151,9 +147,8 @@ impl AuthService {
             .on_limit(limit, user_id, client, Action::Login)
             .await?;
 
-        let hasher = self.hasher.clone();
         let stored = record.as_ref().map(|r| r.password_hash.clone());
-        let verified = run_blocking(move || hasher.verify(&password, stored.as_deref())).await?;
+        let verified = self.passwords.verify(password, stored).await?;
         let record = match record {
             Some(record) if verified => record,
             _ => {

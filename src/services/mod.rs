@@ -6,6 +6,7 @@
 pub mod audit;
 pub mod auth;
 pub mod challenges;
+pub mod hashing;
 pub mod health;
 pub mod passkeys;
 pub mod passwords;
@@ -68,15 +69,4 @@ impl From<StoreError> for ServiceError {
             StoreError::Unavailable(cause) => ServiceError::Unavailable(cause),
         }
     }
-}
-
-/// Runs CPU-heavy work (password hashing) on the blocking thread pool.
-pub(crate) async fn run_blocking<T, F>(work: F) -> Result<T, ServiceError>
-where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
-{
-    actix_web::web::block(work)
-        .await
-        .map_err(ServiceError::internal)
 }

@@ -2,9 +2,13 @@
 //! PHC strings. Callers run these on the blocking pool.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use std::sync::Arc;
+
 use argon2::{Algorithm, Argon2, Params, Version};
 use rand::RngCore;
 
+use super::hashing::HashingPool;
+use super::ServiceError;
 use crate::domain::Password;
 
 /// OWASP Password Storage Cheat Sheet: m = 19 MiB, t = 2, p = 1.
@@ -63,6 +67,37 @@ impl PasswordHasher {
             .verify_password(password.as_bytes(), &parsed)
             .is_ok();
         matches && known
+    }
+}
+
+/// The hasher and the pool it runs on: what the auth service uses.
+#[derive(Clone)]
+pub struct Passwords {
+    pub hasher: Arc<PasswordHasher>,
+    pub pool: HashingPool,
+}
+
+impl Passwords {
+    pub async fn hash(&self, password: Password) -> Result<String, ServiceError> {
+        let hasher = self.hasher.clone();
+        self.pool
+            .run(move || hasher.hash(&password))
+            .await
+            .map_err(ServiceError::internal)?
+            .map_err(ServiceError::internal)
+    }
+
+    /// See [`PasswordHasher::verify`]; `stored` is `None` for an unknown user.
+    pub async fn verify(
+        &self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, ServiceError> {
+        let hasher = self.hasher.clone();
+        self.pool
+            .run(move || hasher.verify(&password, stored.as_deref()))
+            .await
+            .map_err(ServiceError::internal)
     }
 }
 

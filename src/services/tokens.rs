@@ -3,7 +3,13 @@
 //! Validation accepts only HS256 (never `none`, never the algorithm named in
 //! the token header), and checks signature, `iss`, `aud` and `exp` against
 //! the clock the service was given.
+//!
+//! Clients send the same token with every request, so a verified token is
+//! remembered (keyed by its exact text, signature included) for a while:
+//! the next request skips the signature check and the claims parsing, and
+//! only its expiry is checked again. Nothing unverified is ever remembered.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -53,7 +59,12 @@ pub enum TokenError {
     Expired,
 }
 
+/// Verified tokens remembered at most, and for at most this long.
+const VERIFIED_CACHE_CAPACITY: u64 = 10_000;
+const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(300);
+
 pub struct TokenService {
+    verified: moka::sync::Cache<String, Arc<Principal>>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -80,6 +91,10 @@ impl TokenService {
         validation.validate_nbf = false;
         validation.leeway = 0;
         TokenService {
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CACHE_CAPACITY)
+                .time_to_live(VERIFIED_CACHE_TTL)
+                .build(),
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
@@ -126,6 +141,12 @@ impl TokenService {
     }
 
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, TokenError> {
+        if let Some(known) = self.verified.get(token) {
+            if known.claims.exp <= now.timestamp() {
+                return Err(TokenError::Expired);
+            }
+            return Ok(Principal::clone(&known));
+        }
         let claims = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|_| TokenError::Invalid)?
             .claims;
@@ -133,12 +154,15 @@ impl TokenService {
             return Err(TokenError::Expired);
         }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
-        Ok(Principal {
+        let principal = Principal {
             user_id,
             username: claims.username.clone(),
             auth_level: claims.auth_level,
             claims,
-        })
+        };
+        self.verified
+            .insert(token.to_owned(), Arc::new(principal.clone()));
+        Ok(principal)
     }
 }
 
@@ -203,6 +227,27 @@ mod tests {
         assert_eq!(p.username, "bob");
         let later = now + chrono::Duration::seconds(900);
         assert_eq!(s.verify(&t.access_token, later), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_near_misses_are_not_remembered() {
+        let s = service();
+        let now = Utc::now();
+        let t = s
+            .issue(Uuid::new_v4(), "carol", AuthLevel::Full, now)
+            .unwrap();
+        assert!(s.verify(&t.access_token, now).is_ok());
+        assert!(
+            s.verify(&t.access_token, now).is_ok(),
+            "served from the cache"
+        );
+        let later = now + chrono::Duration::seconds(900);
+        assert_eq!(s.verify(&t.access_token, later), Err(TokenError::Expired));
+        // One character changed in the signature: not the remembered token.
+        let mut forged = t.access_token.clone();
+        let last = forged.pop().unwrap();
+        forged.push(if last == 'A' { 'B' } else { 'A' });
+        assert_eq!(s.verify(&forged, now), Err(TokenError::Invalid));
     }
 
     #[test]
