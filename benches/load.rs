@@ -1,1 +1,737 @@
-fn main() {}
+//! Load benchmark of the server binary: `cargo bench --bench load`.
+//!
+//! Starts the real `passkey-auth` binary on a fresh database and drives it
+//! with an in-process load generator through five phases (see BENCHMARKS.md
+//! for what each measures and the targets), prints a summary and rewrites
+//! BENCHMARKS.md with the figures and the machine they ran on.
+
+#[path = "../tests/common/authenticator.rs"]
+mod authenticator;
+#[path = "load/cpu.rs"]
+mod cpu;
+#[path = "load/driver.rs"]
+mod driver;
+#[path = "load/http.rs"]
+mod http;
+#[path = "load/report.rs"]
+mod report;
+#[path = "load/seed.rs"]
+mod seed;
+#[path = "load/server.rs"]
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHasher as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use passkey_auth::services::passwords::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM};
+use serde_json::{json, Value};
+
+use authenticator::TestAuthenticator;
+
+/// The origin the benchmark server is configured with (`RP_ORIGIN`).
+pub const ORIGIN: &str = "http://localhost:3000";
+use driver::{expect_success, FixedRequest, LoadResult, LoadSpec, Operation, Stop};
+use http::Conn;
+use report::{ChallengeFloods, HashTiming, Machine, MemorySample, Results, RunInfo};
+use server::{DbTarget, Server, ServerConfig};
+
+/// Password of every user the benchmark creates.
+const PASSWORD: &str = "load-benchmark password";
+
+/// Run parameters; the environment can change a few (see BENCHMARKS.md).
+struct Settings {
+    warmup: Duration,
+    measure: Duration,
+    /// Phase 1 (guarded vs bare).
+    connections: usize,
+    /// Phase 2 and the flood of phase 3.
+    login_connections: usize,
+    /// Phase 3's guarded generator.
+    idle_connections: usize,
+    /// Phase 4: also the number of users with a passkey.
+    ceremony_workers: usize,
+    /// argon2id hashes timed for the ceiling.
+    hash_samples: usize,
+    /// Phase 5: requests per flood, users per flood, store capacity.
+    flood_requests: u64,
+    flood_users: usize,
+    flood_connections: usize,
+    challenge_capacity: u64,
+    server_binary: PathBuf,
+    database_url: Option<String>,
+    report_path: PathBuf,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        Ok(Settings {
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(env_number("BENCH_SECONDS", 5)?),
+            connections: env_number("BENCH_CONNECTIONS", 64)?,
+            login_connections: 8,
+            idle_connections: 16,
+            ceremony_workers: 32,
+            hash_samples: 20,
+            flood_requests: env_number("BENCH_FLOOD", 100_000)?,
+            flood_users: 20_000,
+            flood_connections: 64,
+            challenge_capacity: 10_000,
+            // Cargo builds the binary (same profile) for every benchmark
+            // target, so the one under test always matches the sources.
+            server_binary: std::env::var_os("BENCH_SERVER_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_passkey-auth"))),
+            database_url: std::env::var("BENCH_DATABASE_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
+            report_path: std::env::var_os("BENCH_REPORT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| manifest_dir.join("BENCHMARKS.md")),
+        })
+    }
+
+    fn timed(&self, label: &str, concurrency: usize) -> LoadSpec {
+        LoadSpec {
+            label: label.into(),
+            concurrency,
+            stop: Stop::Timed {
+                warmup: self.warmup,
+                measure: self.measure,
+            },
+        }
+    }
+}
+
+fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => value
+            .parse()
+            .map_err(|_| format!("{name}={value:?} is not a positive number")),
+        _ => Ok(default),
+    }
+}
+
+fn main() -> ExitCode {
+    // `cargo bench` passes `--bench`; there is nothing to filter here.
+    let outcome = Settings::from_env().and_then(|settings| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?
+            .block_on(run(settings))
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("load benchmark failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A fresh temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir, String> {
+        let dir = std::env::temp_dir()
+            .join("passkey-auth-load-bench")
+            .join(uuid::Uuid::new_v4().to_string());
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        Ok(TempDir(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let started = Instant::now();
+    let cpu_before = cpu::CpuSnapshot::now();
+    let load_before = cpu::load_average();
+    if load_before.is_some_and(|load| load > 0.5) {
+        eprintln!(
+            "warning: load average {:.2} before the run: other work on this machine will \
+             distort the figures",
+            load_before.unwrap_or_default()
+        );
+    }
+    let machine = Machine::detect();
+    let workdir = TempDir::new()?;
+    let db = match &settings.database_url {
+        Some(url) => DbTarget::Postgres(url.clone()),
+        None => DbTarget::Sqlite(workdir.0.join("auth.db")),
+    };
+    // Every username of this run starts with the prefix (unique per run, so
+    // a shared PostgreSQL database needs no cleaning beforehand).
+    let prefix = format!("lb{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let mut config = ServerConfig {
+        binary: settings.server_binary.clone(),
+        workdir: workdir.0.clone(),
+        db: db.clone(),
+        challenge_capacity: 100_000, // the default, for phases 1-4
+    };
+    println!(
+        "load benchmark: {} cores, server {}, {}",
+        machine.cores,
+        config.binary.display(),
+        db.describe()
+    );
+
+    // Server A's environment, for the report (server B differs in capacity).
+    let server_env = config.env();
+    let outcome = phases(&settings, &mut config, &prefix, &machine).await;
+    if let Err(err) = seed::delete_run(&db, &prefix) {
+        eprintln!("warning: could not delete this run's users: {err}");
+    }
+    let results = outcome?;
+    // Both servers have been stopped and reaped: their CPU time is ours now.
+    let cpu = cpu_before
+        .zip(cpu::CpuSnapshot::now())
+        .map(|(before, after)| before.shares_until(&after));
+
+    let info = RunInfo {
+        command: "cargo bench --bench load".into(),
+        date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+        runtime: started.elapsed(),
+        database: db.describe().into(),
+        server_env,
+        warmup: settings.warmup,
+        measure: settings.measure,
+        load_before,
+        cpu,
+    };
+    println!("\n{}", report::results_table(&results));
+    println!("{}", report::memory_table(&results));
+    println!("Targets: {}", report::targets_line(&results));
+    let markdown = report::markdown(&results, &machine, &info);
+    std::fs::write(&settings.report_path, markdown)
+        .map_err(|e| format!("{}: {e}", settings.report_path.display()))?;
+    println!(
+        "\nwrote {} ({:.0} s in all)",
+        settings.report_path.display(),
+        info.runtime.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Phases 1-4 on server A, phase 5 on server B.
+async fn phases(
+    settings: &Settings,
+    config: &mut ServerConfig,
+    prefix: &str,
+    machine: &Machine,
+) -> Result<Results, String> {
+    let server = Server::start(config)?;
+    let addr = server.addr;
+    let mut memory = Vec::new();
+    let mut sample = |server: &Server, when: &str| {
+        let rss_kib = server.rss_kib();
+        println!("  RSS after {when}: {} KiB", rss_kib.unwrap_or(0));
+        memory.push(MemorySample {
+            when: when.into(),
+            rss_kib,
+        });
+    };
+    println!("server A listening on {addr} (pid {})", server.pid());
+    sample(&server, "start");
+
+    println!("setup: {} users with a passkey", settings.ceremony_workers);
+    let users = enroll_all(addr, prefix, settings.ceremony_workers).await?;
+    let first = users.first().ok_or("no users were enrolled")?;
+    let (full_token, first_username) = (first.full_token.clone(), first.username.clone());
+    sample(&server, "setup");
+
+    println!("phase 1: guarded vs bare");
+    let (bare, bare_with_header, guarded) =
+        phase_guarded_vs_bare(settings, &server, &full_token).await;
+    sample(&server, "phase 1 (guarded vs bare)");
+
+    println!("phase 2: login vs argon2 ceiling");
+    let login_request = login_request(&first_username);
+    let (hash, login) = phase_login(settings, &server, &login_request, machine.cores).await?;
+    sample(&server, "phase 2 (login flood)");
+
+    println!("phase 3: guarded p99 idle vs during a login flood");
+    let (idle, under_flood, flood_logins) =
+        phase_latency_under_flood(settings, addr, &full_token, &login_request).await;
+    sample(&server, "phase 3 (guarded + login flood)");
+
+    println!("phase 4: passkey ceremonies");
+    let ceremonies = phase_ceremonies(settings, &server, users).await;
+    sample(&server, "phase 4 (ceremonies)");
+
+    let peak_rss_kib = server.peak_rss_kib();
+    let server_warnings = server.warnings();
+    check_alive(server)?;
+
+    println!("phase 5: challenge flood on server B");
+    config.challenge_capacity = settings.challenge_capacity;
+    let challenge = phase_challenge_flood(settings, config, prefix, &hash.phc).await?;
+
+    Ok(Results {
+        bare,
+        bare_with_header,
+        guarded,
+        hash: hash.timing(),
+        login,
+        idle,
+        under_flood,
+        flood_logins,
+        ceremonies,
+        challenge,
+        memory,
+        peak_rss_kib,
+        server_warnings,
+    })
+}
+
+/// Fails if the server died during the phases (its figures would be void).
+fn check_alive(mut server: Server) -> Result<(), String> {
+    match server.exited() {
+        Some(status) => Err(format!(
+            "server pid {} exited during the benchmark ({status}); log: {:?}",
+            server.pid(),
+            server.warnings().1
+        )),
+        None => Ok(()),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Setup: users with a registered passkey, through the public API only.
+
+/// A user who signed up, logged in and registered a passkey.
+struct EnrolledUser {
+    username: String,
+    password_token: String,
+    full_token: String,
+    passkey: TestAuthenticator,
+}
+
+/// Enrolls `count` users, a few at a time (each costs two argon2 hashes).
+async fn enroll_all(
+    addr: SocketAddr,
+    prefix: &str,
+    count: usize,
+) -> Result<Vec<EnrolledUser>, String> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(4));
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let username = format!("{prefix}-c{i}");
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+                enroll(addr, username).await
+            })
+        })
+        .collect();
+    let mut users = Vec::with_capacity(count);
+    for task in tasks {
+        users.push(task.await.map_err(|e| format!("enrolment task: {e}"))??);
+    }
+    Ok(users)
+}
+
+/// Sign-up, login, passkey registration, then one authentication for a full token.
+async fn enroll(addr: SocketAddr, username: String) -> Result<EnrolledUser, String> {
+    let mut conn = Conn::new(addr);
+    let credentials = json!({"username": username, "password": PASSWORD});
+    call(
+        &mut conn,
+        &http::post_json("/auth/signup", None, &credentials),
+        "signup",
+    )
+    .await?;
+    let password_token = access_token(&call(&mut conn, &login_request(&username), "login").await?)?;
+    let token = Some(password_token.as_str());
+
+    let options = call(
+        &mut conn,
+        &http::get("/passkeys/register/options", token),
+        "register options",
+    )
+    .await?;
+    let mut passkey = TestAuthenticator::new();
+    let credential = passkey.register(&options, ORIGIN)?;
+    let verify = http::post_json("/passkeys/register/verify", token, &credential);
+    call(&mut conn, &verify, "register verify").await?;
+
+    let full_token = authenticate(&mut conn, &password_token, &mut passkey).await?;
+    Ok(EnrolledUser {
+        username,
+        password_token,
+        full_token,
+        passkey,
+    })
+}
+
+/// One passkey ceremony: options, assertion, verify; returns the full token.
+async fn authenticate(
+    conn: &mut Conn,
+    token: &str,
+    passkey: &mut TestAuthenticator,
+) -> Result<String, String> {
+    let options = call(
+        conn,
+        &http::get("/passkeys/authenticate/options", Some(token)),
+        "authenticate options",
+    )
+    .await?;
+    let assertion = passkey.authenticate(&options, ORIGIN)?;
+    let verify = http::post_json("/passkeys/authenticate/verify", Some(token), &assertion);
+    access_token(&call(conn, &verify, "authenticate verify").await?)
+}
+
+/// Sends `request`, expects 2xx, parses the JSON body.
+async fn call(conn: &mut Conn, request: &[u8], what: &str) -> Result<Value, String> {
+    expect_success(conn, request, what).await?.json()
+}
+
+fn access_token(response: &Value) -> Result<String, String> {
+    response["accessToken"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| format!("no accessToken in {response}"))
+}
+
+fn login_request(username: &str) -> Vec<u8> {
+    http::post_json(
+        "/auth/login",
+        None,
+        &json!({"username": username, "password": PASSWORD}),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Phases 1-3: fixed requests.
+
+/// A run against `server`, with the CPU time the server spent on it.
+async fn run_on<O: Operation>(server: &Server, spec: &LoadSpec, ops: Vec<O>) -> LoadResult {
+    let before = server.cpu_time();
+    let mut result = driver::run(server.addr, spec, ops).await;
+    result.server_cpu = before
+        .zip(server.cpu_time())
+        .map(|(before, after)| after.saturating_sub(before));
+    result
+}
+
+/// `concurrency` copies of one fixed request.
+fn fixed(request: &[u8], concurrency: usize) -> Vec<FixedRequest> {
+    let shared: Arc<[u8]> = Arc::from(request);
+    (0..concurrency)
+        .map(|_| FixedRequest(shared.clone()))
+        .collect()
+}
+
+fn guarded_request(full_token: &str) -> Vec<u8> {
+    http::get("/protected/full", Some(full_token))
+}
+
+/// Phase 1 alternates its three runs in rounds, so that a slow spell of
+/// the shared machine does not land on one route only.
+async fn phase_guarded_vs_bare(
+    settings: &Settings,
+    server: &Server,
+    full_token: &str,
+) -> (LoadResult, LoadResult, LoadResult) {
+    const ROUNDS: u32 = 3;
+    let n = settings.connections;
+    let runs = [
+        ("bare GET /healthz", http::get("/healthz", None)),
+        // Diagnostic: the bare route with the guarded request's bytes, to
+        // tell the cost of a bigger request from the cost of the token check.
+        (
+            "bare GET /healthz + bearer header",
+            http::get("/healthz", Some(full_token)),
+        ),
+        ("guarded GET /protected/full", guarded_request(full_token)),
+    ];
+    let mut totals: Vec<LoadResult> = Vec::with_capacity(runs.len());
+    for round in 0..ROUNDS {
+        for (i, (label, request)) in runs.iter().enumerate() {
+            let spec = LoadSpec {
+                label: (*label).into(),
+                concurrency: n,
+                stop: Stop::Timed {
+                    warmup: settings.warmup / 2,
+                    measure: settings.measure / ROUNDS,
+                },
+            };
+            let result = run_on(server, &spec, fixed(request, n)).await;
+            println!("    round {}: {}", round + 1, result.summary());
+            if round == 0 {
+                totals.push(result);
+            } else {
+                totals[i].merge(result);
+            }
+        }
+    }
+    let Ok([bare, with_header, guarded]) = <[LoadResult; 3]>::try_from(totals) else {
+        unreachable!("three runs, three totals");
+    };
+    for result in [&bare, &with_header, &guarded] {
+        println!("  {}", result.summary());
+    }
+    (bare, with_header, guarded)
+}
+
+async fn run_login(settings: &Settings, server: &Server, request: &[u8], n: usize) -> LoadResult {
+    let result = run_on(
+        server,
+        &settings.timed("POST /auth/login", n),
+        fixed(request, n),
+    )
+    .await;
+    println!("  {}", result.summary());
+    result
+}
+
+/// The argon2id reference: hashes timed in the benchmark process with the
+/// server's parameters while the server is idle.
+struct Argon2Reference {
+    argon2: Argon2<'static>,
+    params: (u32, u32, u32),
+    cores: usize,
+    /// Single-threaded hash times.
+    sequential: Vec<Duration>,
+    /// A PHC string of [`PASSWORD`], for the users phase 5 inserts.
+    phc: String,
+}
+
+impl Argon2Reference {
+    fn new(cores: usize) -> Result<Argon2Reference, String> {
+        let params = (OWASP_MEMORY_KIB, OWASP_ITERATIONS, OWASP_PARALLELISM);
+        let argon2 = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(params.0, params.1, params.2, None).map_err(|e| e.to_string())?,
+        );
+        let phc = hash_once(&argon2)?; // also the warm-up
+        Ok(Argon2Reference {
+            argon2,
+            params,
+            cores,
+            sequential: Vec::new(),
+            phc,
+        })
+    }
+
+    /// Times `count` hashes one after another on this thread.
+    fn time_sequential(&mut self, count: usize) -> Result<(), String> {
+        for _ in 0..count {
+            let started = Instant::now();
+            hash_once(&self.argon2)?;
+            self.sequential.push(started.elapsed());
+        }
+        Ok(())
+    }
+
+    /// The median single hash (robust to a neighbour's burst on a shared VM).
+    fn timing(&self) -> HashTiming {
+        let mut times = self.sequential.clone();
+        times.sort();
+        HashTiming {
+            params: self.params,
+            samples: times.len(),
+            median: times.get(times.len() / 2).copied().unwrap_or(Duration::MAX),
+            fastest: times.first().copied().unwrap_or(Duration::MAX),
+            slowest: times.last().copied().unwrap_or(Duration::MAX),
+            cores: self.cores,
+        }
+    }
+}
+
+/// One PHC hash of [`PASSWORD`] with a fresh salt (what sign-up does).
+fn hash_once(argon2: &Argon2<'_>) -> Result<String, String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2
+        .hash_password(PASSWORD.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Phase 2: argon2 timed before and after the login run (so the reference
+/// brackets the measurement), logins in between.
+async fn phase_login(
+    settings: &Settings,
+    server: &Server,
+    login_request: &[u8],
+    cores: usize,
+) -> Result<(Argon2Reference, LoadResult), String> {
+    let half = settings.hash_samples.div_ceil(2);
+    let mut reference = Argon2Reference::new(cores)?;
+    tokio::task::block_in_place(|| reference.time_sequential(half))?;
+    let login = run_login(settings, server, login_request, settings.login_connections).await;
+    tokio::task::block_in_place(|| reference.time_sequential(half))?;
+    let timing = reference.timing();
+    println!(
+        "  argon2id m={} t={} p={}: {:.1} ms per hash (median of {}) -> ceiling {:.1} hashes/s \
+         on {cores} cores",
+        timing.params.0,
+        timing.params.1,
+        timing.params.2,
+        timing.median.as_secs_f64() * 1000.0,
+        timing.samples,
+        timing.ceiling(),
+    );
+    Ok((reference, login))
+}
+
+/// Guarded route alone, then the same with a login flood alongside.
+async fn phase_latency_under_flood(
+    settings: &Settings,
+    addr: SocketAddr,
+    full_token: &str,
+    login_request: &[u8],
+) -> (LoadResult, LoadResult, LoadResult) {
+    let n = settings.idle_connections;
+    let guarded = guarded_request(full_token);
+    let idle = driver::run(
+        addr,
+        &settings.timed("guarded, idle", n),
+        fixed(&guarded, n),
+    )
+    .await;
+    println!("  {}", idle.summary());
+
+    let flood_n = settings.login_connections;
+    let guarded_spec = settings.timed("guarded, during login flood", n);
+    let flood_spec = settings.timed("login flood", flood_n);
+    let (under_flood, logins) = tokio::join!(
+        driver::run(addr, &guarded_spec, fixed(&guarded, n)),
+        driver::run(addr, &flood_spec, fixed(login_request, flood_n)),
+    );
+    println!("  {}", under_flood.summary());
+    println!("  {}", logins.summary());
+    (idle, under_flood, logins)
+}
+
+// ---------------------------------------------------------------------------
+// Phase 4: passkey ceremonies.
+
+/// One worker's user: options → assertion → verify, in a loop.
+struct Ceremony {
+    token: String,
+    passkey: TestAuthenticator,
+}
+
+impl Operation for Ceremony {
+    async fn run(&mut self, conn: &mut Conn, _seq: u64) -> Result<(), String> {
+        authenticate(conn, &self.token, &mut self.passkey)
+            .await
+            .map(drop)
+    }
+}
+
+async fn phase_ceremonies(
+    settings: &Settings,
+    server: &Server,
+    users: Vec<EnrolledUser>,
+) -> LoadResult {
+    let ops: Vec<Ceremony> = users
+        .into_iter()
+        .map(|u| Ceremony {
+            token: u.password_token,
+            passkey: u.passkey,
+        })
+        .collect();
+    let spec = settings.timed("passkey ceremonies", ops.len());
+    let result = run_on(server, &spec, ops).await;
+    println!("  {}", result.summary());
+    result
+}
+
+// ---------------------------------------------------------------------------
+// Phase 5: challenge flood on a second server with a small store.
+
+/// Registration options for a rotating set of users: each request stores a
+/// challenge under (user, registration).
+struct RegisterOptions(Arc<Vec<Vec<u8>>>);
+
+impl Operation for RegisterOptions {
+    async fn run(&mut self, conn: &mut Conn, seq: u64) -> Result<(), String> {
+        let request = &self.0[(seq % self.0.len() as u64) as usize];
+        expect_success(conn, request, "register options")
+            .await
+            .map(drop)
+    }
+}
+
+async fn phase_challenge_flood(
+    settings: &Settings,
+    config: &ServerConfig,
+    prefix: &str,
+    phc: &str,
+) -> Result<ChallengeFloods, String> {
+    let server = Server::start(config)?;
+    println!(
+        "  server B on {} (pid {}), CHALLENGE_CACHE_CAPACITY={}",
+        server.addr,
+        server.pid(),
+        config.challenge_capacity
+    );
+    let floods = 2;
+    let users = seed::users(prefix, settings.flood_users * floods);
+    let db = config.db.clone();
+    let phc = phc.to_owned();
+    let (users, requests) = tokio::task::spawn_blocking(move || {
+        seed::insert(&db, &users, &phc)?;
+        let key = seed::signing_key();
+        let requests = users
+            .iter()
+            .map(|u| {
+                seed::password_token(u, &key)
+                    .map(|token| http::get("/passkeys/register/options", Some(&token)))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok::<_, String>((users, requests))
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    println!("  inserted {} users, minted their tokens", users.len());
+
+    let mut result = ChallengeFloods {
+        capacity: config.challenge_capacity,
+        users_per_flood: settings.flood_users,
+        floods: Vec::new(),
+        rss_kib: vec![server.rss_kib()],
+        server_warnings: 0,
+    };
+    for (i, chunk) in requests
+        .chunks(settings.flood_users)
+        .take(floods)
+        .enumerate()
+    {
+        let shared = Arc::new(chunk.to_vec());
+        let spec = LoadSpec {
+            label: format!("challenge flood {}", i + 1),
+            concurrency: settings.flood_connections,
+            stop: Stop::Count {
+                total: settings.flood_requests,
+                limit: Duration::from_secs(300),
+            },
+        };
+        let ops = (0..spec.concurrency)
+            .map(|_| RegisterOptions(shared.clone()))
+            .collect();
+        let flood = run_on(&server, &spec, ops).await;
+        println!("  {}", flood.summary());
+        let rss = server.rss_kib();
+        println!("  RSS after flood {}: {} KiB", i + 1, rss.unwrap_or(0));
+        result.rss_kib.push(rss);
+        result.floods.push(flood);
+    }
+    result.server_warnings = server.warnings().0;
+    check_alive(server)?;
+    Ok(result)
+}

@@ -1,0 +1,696 @@
+//! The results of one run: ratios against the targets, the console table,
+//! and BENCHMARKS.md.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::cpu::CpuShares;
+use crate::driver::LoadResult;
+
+/// Targets from the issue.
+pub const GUARDED_RATIO_TARGET: f64 = 0.70;
+pub const LOGIN_RATIO_TARGET: f64 = 0.90;
+pub const P99_RATIO_TARGET: f64 = 2.0;
+/// The second challenge flood may grow RSS by at most this much...
+pub const FLOOD_GROWTH_SLACK_KIB: u64 = 4 * 1024;
+/// ...or by this fraction of what the first flood grew it, whichever is more.
+pub const FLOOD_GROWTH_FRACTION: f64 = 0.25;
+
+/// The machine the run happened on.
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub memory: String,
+    pub os: String,
+    pub rustc: String,
+}
+
+impl Machine {
+    pub fn detect() -> Machine {
+        let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu = field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into());
+        let memory = field(&read("/proc/meminfo"), "MemTotal")
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| format!("{:.1} GiB", kib as f64 / 1024.0 / 1024.0))
+            .unwrap_or_else(|| "unknown".into());
+        let os_name = read("/etc/os-release")
+            .lines()
+            .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_else(|| "Linux".into());
+        let kernel = read("/proc/sys/kernel/osrelease").trim().to_owned();
+        let rustc = std::process::Command::new(std::env::var("RUSTC").unwrap_or("rustc".into()))
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        Machine {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cpu,
+            memory,
+            os: format!("{os_name}, kernel {kernel}"),
+            rustc,
+        }
+    }
+}
+
+/// `name : value` from /proc files.
+fn field(text: &str, name: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+}
+
+/// The argon2id reference measurement.
+pub struct HashTiming {
+    pub params: (u32, u32, u32),
+    pub samples: usize,
+    /// Median, fastest and slowest single-threaded hash time.
+    pub median: Duration,
+    pub fastest: Duration,
+    pub slowest: Duration,
+    pub cores: usize,
+}
+
+impl HashTiming {
+    /// Hashes per second all cores could do if they did nothing else.
+    pub fn ceiling(&self) -> f64 {
+        self.cores as f64 / self.median.as_secs_f64()
+    }
+}
+
+/// One resident-memory reading of the server.
+pub struct MemorySample {
+    pub when: String,
+    pub rss_kib: Option<u64>,
+}
+
+/// Phase 5 on its own server: RSS around two equal challenge floods.
+pub struct ChallengeFloods {
+    pub capacity: u64,
+    pub users_per_flood: usize,
+    pub floods: Vec<LoadResult>,
+    /// Before the first flood, then after each flood.
+    pub rss_kib: Vec<Option<u64>>,
+    /// Warnings and errors server B logged.
+    pub server_warnings: u64,
+}
+
+impl ChallengeFloods {
+    /// (growth in flood 1, growth in flood 2), KiB (signed).
+    pub fn growth(&self) -> Option<(i64, i64)> {
+        let [Some(before), Some(first), Some(second)] = self.rss_kib[..] else {
+            return None;
+        };
+        Some((first as i64 - before as i64, second as i64 - first as i64))
+    }
+
+    pub fn bounded(&self) -> Option<bool> {
+        let (first, second) = self.growth()?;
+        let allowed = (FLOOD_GROWTH_SLACK_KIB as f64).max(FLOOD_GROWTH_FRACTION * first as f64);
+        Some(second as f64 <= allowed)
+    }
+}
+
+/// Everything one run measured.
+pub struct Results {
+    pub bare: LoadResult,
+    /// Diagnostic: the bare route sent the guarded request's Authorization header.
+    pub bare_with_header: LoadResult,
+    pub guarded: LoadResult,
+    pub hash: HashTiming,
+    pub login: LoadResult,
+    pub idle: LoadResult,
+    pub under_flood: LoadResult,
+    pub flood_logins: LoadResult,
+    pub ceremonies: LoadResult,
+    pub challenge: ChallengeFloods,
+    pub memory: Vec<MemorySample>,
+    pub peak_rss_kib: Option<u64>,
+    pub server_warnings: (u64, Vec<String>),
+}
+
+impl Results {
+    pub fn guarded_ratio(&self) -> f64 {
+        self.guarded.rate() / self.bare.rate()
+    }
+
+    pub fn login_ratio(&self) -> f64 {
+        self.login.rate() / self.hash.ceiling()
+    }
+
+    pub fn p99_ratio(&self) -> f64 {
+        self.under_flood.p99_ms() / self.idle.p99_ms()
+    }
+
+    pub fn total_errors(&self) -> u64 {
+        [
+            &self.bare,
+            &self.bare_with_header,
+            &self.guarded,
+            &self.login,
+            &self.idle,
+            &self.under_flood,
+            &self.flood_logins,
+            &self.ceremonies,
+        ]
+        .into_iter()
+        .chain(&self.challenge.floods)
+        .map(|r| r.errors)
+        .sum()
+    }
+}
+
+/// What a run was configured with, for the report.
+pub struct RunInfo {
+    pub command: String,
+    pub date: String,
+    pub runtime: Duration,
+    pub database: String,
+    pub server_env: Vec<(&'static str, String)>,
+    pub warmup: Duration,
+    pub measure: Duration,
+    pub load_before: Option<f64>,
+    pub cpu: Option<CpuShares>,
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0))
+}
+
+fn signed_mib(kib: i64) -> String {
+    format!("{:+.1} MiB", kib as f64 / 1024.0)
+}
+
+/// `rate | p50 | p99 | server µs/op | errors` of a load result as table cells.
+fn load_cells(r: &LoadResult, unit: &str) -> String {
+    let server = r
+        .server_us_per_op()
+        .map_or(String::new(), |us| format!("{us:.1}"));
+    format!(
+        "{:.0} {unit}/s | {:.2} | {:.2} | {server} | {}",
+        r.rate(),
+        r.p50_ms(),
+        r.p99_ms(),
+        r.errors
+    )
+}
+
+/// How much more server CPU a guarded request costs than a bare one.
+fn server_cost_ratio(r: &Results) -> Option<f64> {
+    Some(r.guarded.server_us_per_op()? / r.bare.server_us_per_op()?)
+}
+
+/// The results table (markdown; also printed to the console).
+pub fn results_table(r: &Results) -> String {
+    let mut t = String::new();
+    let hash = &r.hash;
+    let (m, tc, p) = hash.params;
+    let bounded = r.challenge.bounded();
+    let _ = writeln!(
+        t,
+        "| # | measurement | conc. | throughput | p50 ms | p99 ms | server CPU µs/op | errors | ratio | target | verdict |"
+    );
+    let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        t,
+        "| 1 | bare `GET /healthz` | {} | {} | | | |",
+        r.bare.concurrency,
+        load_cells(&r.bare, "req")
+    );
+    let _ = writeln!(
+        t,
+        "| 1 | diagnostic: bare + the same `Authorization` header | {} | {} | {:.2} of bare | | |",
+        r.bare_with_header.concurrency,
+        load_cells(&r.bare_with_header, "req"),
+        r.bare_with_header.rate() / r.bare.rate()
+    );
+    let _ = writeln!(
+        t,
+        "| 1 | guarded `GET /protected/full` (full token) | {} | {} | guarded / bare = **{:.2}**{} | ≥ {GUARDED_RATIO_TARGET:.2} | {} |",
+        r.guarded.concurrency,
+        load_cells(&r.guarded, "req"),
+        r.guarded_ratio(),
+        server_cost_ratio(r).map_or(String::new(), |x| format!(" (server CPU per request ×{x:.2})")),
+        verdict(r.guarded_ratio() >= GUARDED_RATIO_TARGET)
+    );
+    let _ = writeln!(
+        t,
+        "| 2 | argon2id m={m} KiB, t={tc}, p={p}: one hash | 1 | {:.1} ms → ceiling {} cores / {:.1} ms = {:.1} hash/s | | | | | | | |",
+        hash.median.as_secs_f64() * 1000.0,
+        hash.cores,
+        hash.median.as_secs_f64() * 1000.0,
+        hash.ceiling()
+    );
+    let _ = writeln!(
+        t,
+        "| 2 | `POST /auth/login` | {} | {} | login / ceiling = **{:.2}** | ≥ {LOGIN_RATIO_TARGET:.2} | {} |",
+        r.login.concurrency,
+        load_cells(&r.login, "login"),
+        r.login_ratio(),
+        verdict(r.login_ratio() >= LOGIN_RATIO_TARGET)
+    );
+    let _ = writeln!(
+        t,
+        "| 3 | guarded, idle server | {} | {} | | | |",
+        r.idle.concurrency,
+        load_cells(&r.idle, "req")
+    );
+    let _ = writeln!(
+        t,
+        "| 3 | guarded, during a login flood | {} | {} | p99 flood / idle = **{:.2}** | < {P99_RATIO_TARGET:.1} | {} |",
+        r.under_flood.concurrency,
+        load_cells(&r.under_flood, "req"),
+        r.p99_ratio(),
+        verdict(r.p99_ratio() < P99_RATIO_TARGET)
+    );
+    let _ = writeln!(
+        t,
+        "| 3 | ... the login flood itself | {} | {} | login / ceiling = {:.2} | | |",
+        r.flood_logins.concurrency,
+        load_cells(&r.flood_logins, "login"),
+        r.flood_logins.rate() / hash.ceiling()
+    );
+    let _ = writeln!(
+        t,
+        "| 4 | passkey ceremony (options + sign + verify) | {} | {} | ceremony / login = {:.1} | | |",
+        r.ceremonies.concurrency,
+        load_cells(&r.ceremonies, "ceremony"),
+        r.ceremonies.rate() / r.login.rate()
+    );
+    for (i, flood) in r.challenge.floods.iter().enumerate() {
+        let last = i + 1 == r.challenge.floods.len();
+        let ratio = match (last, r.challenge.growth()) {
+            (true, Some((first, second))) => {
+                format!("RSS {} then {}", signed_mib(first), signed_mib(second))
+            }
+            _ => String::new(),
+        };
+        let target = if last { "bounded" } else { "" };
+        let met = match (last, bounded) {
+            (true, Some(met)) => verdict(met),
+            (true, None) => "n/a",
+            _ => "",
+        };
+        let _ = writeln!(
+            t,
+            "| 5 | challenge flood {}: {} × `GET /passkeys/register/options` over {} users | {} | {} | {ratio} | {target} | {met} |",
+            i + 1,
+            flood.ok + flood.errors,
+            r.challenge.users_per_flood,
+            flood.concurrency,
+            load_cells(flood, "req"),
+        );
+    }
+    t
+}
+
+/// The resident-memory table (markdown).
+pub fn memory_table(r: &Results) -> String {
+    let mut t = String::from("| server | after | RSS |\n|---|---|---|\n");
+    for sample in &r.memory {
+        let _ = writeln!(t, "| A | {} | {} |", sample.when, mib(sample.rss_kib));
+    }
+    let _ = writeln!(t, "| A | peak (VmHWM) | {} |", mib(r.peak_rss_kib));
+    let labels = [
+        "start + user seeding (before the floods)",
+        "challenge flood 1",
+        "challenge flood 2",
+    ];
+    for (label, rss) in labels.iter().zip(&r.challenge.rss_kib) {
+        let _ = writeln!(t, "| B | {label} | {} |", mib(*rss));
+    }
+    t
+}
+
+/// A short, data-driven reading of the figures.
+fn interpretation(r: &Results, machine: &Machine) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "{}", guarded_reading(r, machine));
+    let _ = writeln!(s, "{}", login_reading(r));
+    let _ = writeln!(s, "{}", flood_latency_reading(r, machine));
+    let _ = writeln!(
+        s,
+        "- **Passkey ceremonies.** {:.0} full ceremonies/s ({} workers, each its own user and \
+         authenticator; p99 {:.1} ms): two requests, an ECDSA P-256 signature on the client, \
+         and on the server a signature verification, a counter compare-and-set, an audit row \
+         and a token; {:.1}× the rate of password logins.",
+        r.ceremonies.rate(),
+        r.ceremonies.concurrency,
+        r.ceremonies.p99_ms(),
+        r.ceremonies.rate() / r.login.rate()
+    );
+    if let Some(reading) = server_memory_reading(r) {
+        let _ = writeln!(s, "{reading}");
+    }
+    let c = &r.challenge;
+    let memory = match (c.growth(), c.bounded()) {
+        (Some((first, second)), Some(bounded)) => format!(
+            "RSS grew {} during the first flood and {} during the second, equal one (over \
+             {} other users): {}. With `CHALLENGE_CACHE_CAPACITY={}` the store holds at most \
+             that many ceremonies; an unbounded store would hold {} after both floods.",
+            signed_mib(first),
+            signed_mib(second),
+            c.users_per_flood,
+            if bounded {
+                "memory is bounded"
+            } else {
+                "memory kept growing"
+            },
+            c.capacity,
+            c.users_per_flood * c.floods.len()
+        ),
+        _ => "RSS could not be read (no /proc?).".into(),
+    };
+    let _ = writeln!(s, "- **Challenge flood.** {memory}");
+    let (warnings, _) = &r.server_warnings;
+    let _ = writeln!(
+        s,
+        "- Failed requests across all phases: {}; warnings/errors logged by server A: \
+         {warnings}, by server B: {}.",
+        r.total_errors(),
+        r.challenge.server_warnings
+    );
+    s
+}
+
+fn guarded_reading(r: &Results, machine: &Machine) -> String {
+    let mut s = format!(
+        "- **Guarded vs bare.** `/protected/full` served {:.0} req/s against {:.0} for \
+         `/healthz`: **{:.2}** (target ≥ {GUARDED_RATIO_TARGET:.2}: {}); p99 {:.2} vs {:.2} ms.",
+        r.guarded.rate(),
+        r.bare.rate(),
+        r.guarded_ratio(),
+        verdict(r.guarded_ratio() >= GUARDED_RATIO_TARGET),
+        r.guarded.p99_ms(),
+        r.bare.p99_ms(),
+    );
+    let costs = (
+        r.guarded.server_us_per_op(),
+        r.bare.server_us_per_op(),
+        r.bare_with_header.server_us_per_op(),
+    );
+    if let (Some(guarded), Some(bare), Some(header)) = costs {
+        s.push_str(&format!(
+            " In the server's own CPU time a guarded request costs {guarded:.1} µs against \
+             {bare:.1} µs (×{:.2}); `/healthz` sent the same `Authorization` header costs \
+             {header:.1} µs, so the difference is the token check and the handler, not the \
+             request's size. The load generator, on the same {} cores, spends the same per \
+             request on both routes, which dilutes the difference: with the server alone on \
+             its cores the throughput ratio would tend towards {:.2}.",
+            guarded / bare,
+            machine.cores,
+            bare / guarded
+        ));
+    }
+    s
+}
+
+fn login_reading(r: &Results) -> String {
+    let h = &r.hash;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    format!(
+        "- **Login vs the argon2 ceiling.** One argon2id hash takes {:.1} ms on one thread \
+         here (median of {}; {:.1} to {:.1} ms), so {} cores could do at most {:.1} logins/s; \
+         the server did {:.1} ({:.0}%). Target ≥ {:.0}%: {}.{}",
+        ms(h.median),
+        h.samples,
+        ms(h.fastest),
+        ms(h.slowest),
+        h.cores,
+        h.ceiling(),
+        r.login.rate(),
+        r.login_ratio() * 100.0,
+        LOGIN_RATIO_TARGET * 100.0,
+        verdict(r.login_ratio() >= LOGIN_RATIO_TARGET),
+        r.login
+            .server_us_per_op()
+            .map_or(String::new(), |us| login_cost(us / 1000.0, ms(h.median)))
+    )
+}
+
+/// What a login costs the server, against one hash.
+fn login_cost(login_ms: f64, hash_ms: f64) -> String {
+    let ratio = login_ms / hash_ms;
+    let reading = if ratio < 1.25 {
+        "the hash is nearly all of it"
+    } else {
+        "well beyond the hash: the rest is server overhead"
+    };
+    format!(" Each login cost the server {login_ms:.1} ms of CPU, {ratio:.2}× one hash: {reading}.")
+}
+
+fn flood_latency_reading(r: &Results, machine: &Machine) -> String {
+    let met = r.p99_ratio() < P99_RATIO_TARGET;
+    let share = r.under_flood.rate() / r.idle.rate();
+    format!(
+        "- **Guarded latency during a login flood.** p99 went from {:.2} ms idle to {:.2} ms \
+         with {} logins in flight (×{:.2}; target < ×{:.1}: {}), and the guarded route kept \
+         {:.0} req/s, {:.0}% of its idle rate, while the flood completed {:.1} logins/s. {}",
+        r.idle.p99_ms(),
+        r.under_flood.p99_ms(),
+        r.flood_logins.concurrency,
+        r.p99_ratio(),
+        P99_RATIO_TARGET,
+        verdict(met),
+        r.under_flood.rate(),
+        share * 100.0,
+        r.flood_logins.rate(),
+        if met {
+            "Hashing stays off the async workers and out of their way.".to_string()
+        } else {
+            format!(
+                "The hashes run off the async workers{}, but they share the {} cores with \
+                 them: a worker that wakes while a hashing thread holds its core waits until \
+                 the scheduler preempts that thread, and that wait is the tail. Both \
+                 generators are closed loops and the guarded one saturates the machine, so \
+                 every millisecond of hashing is taken from it.",
+                if share > 0.5 {
+                    " (the guarded route keeps most of its throughput)"
+                } else {
+                    ""
+                },
+                machine.cores
+            )
+        }
+    )
+}
+
+/// What setup left resident, against what the hashes in flight need.
+fn settled_reading(r: &Results, start: u64, setup: u64) -> String {
+    let needed_kib = r.hash.cores as f64 * 19.0 * 1024.0;
+    let settled_kib = setup.saturating_sub(start) as f64;
+    format!(
+        "Setup left {} resident above the start, {:.1}× the {} × 19 MiB that {} hashes at \
+         once (one per core) need.",
+        mib(Some(settled_kib as u64)),
+        settled_kib / needed_kib,
+        r.hash.cores,
+        r.hash.cores
+    )
+}
+
+/// Server A's memory: whether password hashing makes it grow.
+fn server_memory_reading(r: &Results) -> Option<String> {
+    let rss = |i: usize| r.memory.get(i).and_then(|m| m.rss_kib);
+    let (start, setup) = (rss(0)?, rss(1)?);
+    let after = |phase: &str| r.memory.iter().find(|m| m.when.starts_with(phase))?.rss_kib;
+    let (after_phase1, after_login) = (after("phase 1")?, after("phase 2")?);
+    let peak = r.peak_rss_kib?;
+    let phase1_requests = r.bare.completed + r.bare_with_header.completed + r.guarded.completed;
+    let login_growth = after_login as i64 - after_phase1 as i64;
+    let grows = login_growth as f64 > 0.5 * after_phase1 as f64;
+    Some(format!(
+        "- **Server memory{}.** Server A's RSS went from {} at start to {} after setup ({} \
+         sign-ups and as many logins, i.e. {} argon2id hashes of 19 MiB each); phase 1 ({} \
+         requests, no hashing) moved it by {}, the login flood ({} more hashes) by {}; peak {}. \
+         {}",
+        if grows { " (a problem)" } else { "" },
+        mib(Some(start)),
+        mib(Some(setup)),
+        r.ceremonies.concurrency,
+        2 * r.ceremonies.concurrency,
+        phase1_requests,
+        signed_mib(after_phase1 as i64 - setup as i64),
+        r.login.completed,
+        signed_mib(login_growth),
+        mib(Some(peak)),
+        if grows {
+            "Memory grows with hashing: freed argon2 buffers stay resident in the allocator \
+             instead of being reused or returned."
+        } else {
+            "Hashing memory is reused: the RSS reached during setup stays flat under the flood."
+        }
+    ))
+    .map(|reading| format!("{reading} {}", settled_reading(r, start, setup)))
+}
+
+/// The whole BENCHMARKS.md.
+pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Benchmarks\n");
+    let _ = writeln!(
+        s,
+        "Load benchmark of the server binary: the real `passkey-auth` process on one side, \
+         a load generator written in Rust (`benches/load.rs`, tokio, one keep-alive HTTP/1.1 \
+         connection per worker, latencies in an HdrHistogram) on the other, **on the same \
+         machine in one run**. This file is written by the benchmark; rerun it to refresh.\n"
+    );
+    let _ = writeln!(s, "```sh\n{}\n```\n", run.command);
+    let _ = writeln!(
+        s,
+        "Environment knobs: `BENCH_SECONDS` (measured seconds per run, default 5), \
+         `BENCH_CONNECTIONS` (phase 1 concurrency, default 64), `BENCH_FLOOD` (requests per \
+         challenge flood, default 100000), `BENCH_SERVER_BIN` (test another binary), \
+         `BENCH_DATABASE_URL` (a PostgreSQL URL instead of a fresh SQLite file), \
+         `BENCH_REPORT` (write this report elsewhere, e.g. for a quick trial run).\n"
+    );
+    let _ = writeln!(s, "## Run\n");
+    let _ = writeln!(s, "- date: {}", run.date);
+    let _ = writeln!(s, "- total runtime: {:.0} s", run.runtime.as_secs_f64());
+    let _ = writeln!(
+        s,
+        "- machine: {} cores ({}), {} RAM, {}",
+        machine.cores, machine.cpu, machine.memory, machine.os
+    );
+    let _ = writeln!(s, "- toolchain: {}, release profile", machine.rustc);
+    let _ = writeln!(s, "- database: {}", run.database);
+    let _ = writeln!(s, "- {}", machine_load(run));
+    let _ = writeln!(
+        s,
+        "- each timed run: {:.0} s warm-up, then {:.0} s measured; an operation counts when it \
+         starts and ends inside the measured window",
+        run.warmup.as_secs_f64(),
+        run.measure.as_secs_f64()
+    );
+    let env: Vec<String> = run
+        .server_env
+        .iter()
+        .map(|(k, v)| format!("`{k}={v}`"))
+        .collect();
+    let _ = writeln!(s, "- server A (phases 1–4): {}", env.join(", "));
+    let _ = writeln!(
+        s,
+        "- server B (phase 5): the same, on the same database, with \
+         `CHALLENGE_CACHE_CAPACITY={}`\n",
+        r.challenge.capacity
+    );
+    let _ = writeln!(
+        s,
+        "**Caveat: the server and the load generator share the {} cores.** Every cycle the \
+         generator spends is taken from the server, so absolute requests/s understate what the \
+         server does on its own hardware; the ratios compare runs made under the same handicap \
+         and are the headline.\n",
+        machine.cores
+    );
+    let _ = writeln!(s, "## Results\n");
+    let _ = writeln!(s, "{}", results_table(r));
+    let _ = writeln!(s, "Targets: {}\n", targets_line(r));
+    let _ = writeln!(s, "### Resident memory of the server\n");
+    let _ = writeln!(s, "{}", memory_table(r));
+    let _ = writeln!(s, "## Interpretation\n");
+    let _ = writeln!(s, "{}", interpretation(r, machine));
+    let _ = writeln!(s, "## What each phase does\n");
+    let _ = writeln!(s, "{}", phases(r));
+    s
+}
+
+/// How busy the machine was besides the benchmark.
+fn machine_load(run: &RunInfo) -> String {
+    let load = run
+        .load_before
+        .map_or("n/a".into(), |load| format!("{load:.2}"));
+    let Some(cpu) = run.cpu else {
+        return format!("load average before the run: {load}");
+    };
+    let mut line = format!(
+        "CPU during the run: benchmark + servers {:.0}%, other processes {:.0}%, hypervisor \
+         steal {:.0}% of the machine's capacity (load average before: {load})",
+        cpu.ours * 100.0,
+        cpu.others * 100.0,
+        cpu.steal * 100.0,
+    );
+    if cpu.others + cpu.steal > 0.10 {
+        line.push_str(
+            " — **other work took a noticeable share of the CPU: treat these figures as \
+             disturbed and rerun on a quiet machine**",
+        );
+    }
+    line
+}
+
+/// "4 of 4 met" and which.
+pub fn targets_line(r: &Results) -> String {
+    let checks = [
+        (
+            "guarded ≥ 70% of bare",
+            r.guarded_ratio() >= GUARDED_RATIO_TARGET,
+        ),
+        (
+            "login ≥ 90% of ceiling",
+            r.login_ratio() >= LOGIN_RATIO_TARGET,
+        ),
+        (
+            "p99 under flood < 2× idle",
+            r.p99_ratio() < P99_RATIO_TARGET,
+        ),
+        ("memory bounded", r.challenge.bounded().unwrap_or(false)),
+    ];
+    let met = checks.iter().filter(|(_, ok)| *ok).count();
+    let list: Vec<String> = checks
+        .iter()
+        .map(|(name, ok)| format!("{name}: {}", verdict(*ok)))
+        .collect();
+    format!("{met} of {} met ({})", checks.len(), list.join("; "))
+}
+
+/// What each phase does, with this run's concurrencies.
+fn phases(r: &Results) -> String {
+    format!(
+        "\
+1. **Guarded vs bare.** Setup (not timed): users sign up, log in, register a passkey with a \
+software P-256 authenticator and verify it, which yields an honest full-level token. Then {bare} \
+connections hammer `GET /healthz` (no auth, no database), the same with the guarded request's \
+`Authorization` header (a diagnostic: request size without token check), and \
+`GET /protected/full` with that token (JWT signature, `iss`/`aud`/`exp`, level check; no \
+database either), in three alternating rounds whose results are summed. The server's CPU time \
+per request comes from `/proc/PID/stat` around each run (warm-up included on both sides).
+2. **Login vs the argon2 ceiling.** The benchmark times {samples} single-threaded argon2id hashes \
+with the server's parameters (`services::passwords::OWASP_*`); ceiling = cores / median hash time \
+(timed before and after the login run). \
+Then {login} connections post valid logins (`POST /auth/login`, one user; rate limits and \
+lockout off).
+3. **Guarded p99 during a login flood.** {idle} connections on the guarded route alone, then the \
+same {idle} again while {flood} other connections flood `POST /auth/login`; both generators run \
+at once.
+4. **Passkey ceremonies.** {ceremony} workers, each with its own user and authenticator, loop on \
+`GET /passkeys/authenticate/options` → sign the challenge (counter + 1) → \
+`POST /passkeys/authenticate/verify` → expect 200.
+5. **Challenge flood.** A second server (B) on the same database with a small challenge \
+capacity. Users are inserted directly into `users` (one shared precomputed argon2id hash) and \
+their password-level tokens minted with the server's secret, since signing up tens of \
+thousands of users would take minutes of hashing. Then two equal floods, each spread over its \
+own set of users, each request storing a registration challenge under a (user, ceremony) key; \
+RSS is read from `/proc/PID/status` before and after each. Bounded means: the second flood \
+grows RSS by at most max(4 MiB, 25% of what the first flood grew it).
+
+Server A's RSS is read at start (before any request), after setup and after each phase.",
+        bare = r.bare.concurrency,
+        samples = r.hash.samples,
+        login = r.login.concurrency,
+        idle = r.idle.concurrency,
+        flood = r.flood_logins.concurrency,
+        ceremony = r.ceremonies.concurrency,
+    )
+}
