@@ -194,13 +194,7 @@ impl PasskeyService {
         nickname: Nickname,
         client: &ClientInfo,
     ) -> Result<PasskeySummary, ServiceError> {
-        let action = Action::PasskeyRegistration;
-        let limit = self
-            .limiter
-            .check(action, client.ip, &caller.user_id.to_string())
-            .await;
-        self.audit
-            .on_limit(limit, Some(caller.user_id), client, action)
+        self.check_limits(Action::PasskeyRegistration, caller, client)
             .await?;
         let outcome = self.register(caller, response, nickname, client).await;
         self.settle(caller, client, Ceremony::Registration, outcome)
@@ -270,6 +264,22 @@ impl PasskeyService {
             Err(RepoError::AlreadyExists) => Err(Refusal::Exists),
             Err(other) => Err(ServiceError::from(other).into()),
         }
+    }
+
+    /// The caller's rate limits for `action`; a refusal is recorded.
+    async fn check_limits(
+        &self,
+        action: Action,
+        caller: &Principal,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let limit = self
+            .limiter
+            .check(action, client.ip, &caller.user_id.to_string())
+            .await;
+        self.audit
+            .on_limit(limit, Some(caller.user_id), client, action)
+            .await
     }
 
     /// Records a refused ceremony and turns it into the error to answer.
@@ -363,13 +373,7 @@ impl PasskeyService {
         response: PublicKeyCredential,
         client: &ClientInfo,
     ) -> Result<IssuedToken, ServiceError> {
-        let action = Action::PasskeyAuthentication;
-        let limit = self
-            .limiter
-            .check(action, client.ip, &caller.user_id.to_string())
-            .await;
-        self.audit
-            .on_limit(limit, Some(caller.user_id), client, action)
+        self.check_limits(Action::PasskeyAuthentication, caller, client)
             .await?;
         let outcome = self.authenticate(caller, response, client).await;
         self.settle(caller, client, Ceremony::Authentication, outcome)
