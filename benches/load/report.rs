@@ -468,7 +468,10 @@ fn flood_latency_reading(r: &Results, machine: &Machine) -> String {
         share * 100.0,
         r.flood_logins.rate(),
         if met {
-            "Hashing stays off the async workers and out of their way.".to_string()
+            format!(
+                "Hashing stays off the async workers and out of their way.{}",
+                starved_logins(r)
+            )
         } else {
             format!(
                 "The hashes run off the async workers{}, but they share the {} cores with \
@@ -498,6 +501,24 @@ fn settled_reading(r: &Results, start: u64, setup: u64) -> String {
         settled_kib / needed_kib,
         r.hash.cores,
         r.hash.cores
+    )
+}
+
+/// The other side of hashing at low priority: logins during the flood.
+fn starved_logins(r: &Results) -> String {
+    let share = r.flood_logins.rate() / r.login.rate();
+    if share >= 0.25 {
+        return String::new();
+    }
+    format!(
+        " The price: the logins of the flood got {:.1}/s ({:.0}% of phase 2's rate, p99 {:.0} \
+         ms), because hashing only gets the CPU the workers leave idle and the saturating, \
+         closed-loop guarded generator leaves almost none. With spare CPU (any load below \
+         saturation) logins would proceed; under a sustained saturating load of cheap \
+         requests they queue, and a client timeout shorter than that p99 would fail them.",
+        r.flood_logins.rate(),
+        share * 100.0,
+        r.flood_logins.p99_ms()
     )
 }
 
