@@ -32,13 +32,14 @@ use passkey_auth::services::passwords::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWAS
 use serde_json::{json, Value};
 
 use authenticator::TestAuthenticator;
-
-/// The origin the benchmark server is configured with (`RP_ORIGIN`).
-pub const ORIGIN: &str = "http://localhost:3000";
 use driver::{expect_success, FixedRequest, LoadResult, LoadSpec, Operation, Stop};
 use http::Conn;
 use report::{ChallengeFloods, HashTiming, Machine, MemorySample, Results, RunInfo};
 use server::{DbTarget, Server, ServerConfig};
+
+/// The origin the benchmark server is configured with (`RP_ORIGIN`), and
+/// the one the software authenticator puts in its client data.
+const ORIGIN: &str = "http://localhost:3000";
 
 /// Password of every user the benchmark creates.
 const PASSWORD: &str = "load-benchmark password";
