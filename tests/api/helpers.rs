@@ -325,6 +325,44 @@ impl TestApp {
         body["accessToken"].as_str().unwrap().to_owned()
     }
 
+    /// Posts `body` to `path` `times` times at once; the statuses, in order.
+    pub async fn concurrent_posts(
+        &self,
+        path: &str,
+        body: &Value,
+        token: &str,
+        times: usize,
+    ) -> Vec<u16> {
+        let attempts = (0..times).map(|_| self.post_json(path, body, Some(token)));
+        futures_util::future::join_all(attempts)
+            .await
+            .iter()
+            .map(|r| r.status().as_u16())
+            .collect()
+    }
+
+    /// Polls `GET path` until it answers 200 (returned), failing after `within`.
+    pub async fn wait_for_ok(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        within: std::time::Duration,
+    ) -> Response {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let res = self.get(path, token).await;
+            if res.status() == 200 {
+                return res;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no recovery of {path}: still {}",
+                res.status()
+            );
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+
     pub async fn passkey_count(&self, token: &str) -> i64 {
         let res = self.get("/auth/me", Some(token)).await;
         assert_eq!(res.status(), 200);

@@ -77,13 +77,9 @@ async fn one_challenge_serves_one_of_many_concurrent_verifies() {
     app.register_passkey(&user.token, &mut device).await;
     let options = app.authentication_options(&user.token).await;
     let body = device.authenticate(&options, ORIGIN).unwrap();
-    let attempts =
-        (0..8).map(|_| app.post_json("/passkeys/authenticate/verify", &body, Some(&user.token)));
-    let statuses: Vec<u16> = futures_util::future::join_all(attempts)
-        .await
-        .iter()
-        .map(|r| r.status().as_u16())
-        .collect();
+    let statuses = app
+        .concurrent_posts("/passkeys/authenticate/verify", &body, &user.token, 8)
+        .await;
     assert_eq!(
         statuses.iter().filter(|s| **s == 200).count(),
         1,
@@ -181,22 +177,14 @@ async fn a_lost_redis_gives_quick_503s_and_the_server_recovers() {
     );
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let res = app
-            .get("/passkeys/register/options", Some(&user.token))
-            .await;
-        if res.status() == 200 {
-            let options: Value = res.json().await.unwrap();
-            assert!(options["publicKey"]["challenge"].is_string());
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery: still {}",
-            res.status()
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(250)).await;
-    }
+    let res = app
+        .wait_for_ok(
+            "/passkeys/register/options",
+            Some(&user.token),
+            Duration::from_secs(15),
+        )
+        .await;
+    let options: Value = res.json().await.unwrap();
+    assert!(options["publicKey"]["challenge"].is_string());
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 }

@@ -107,19 +107,8 @@ async fn a_lost_database_gives_quick_503s_and_the_server_recovers() {
     );
 
     proxy.restore();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let res = app.get("/auth/me", Some(&user.token)).await;
-        if res.status() == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no recovery: still {}",
-            res.status()
-        );
-        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-    }
+    app.wait_for_ok("/auth/me", Some(&user.token), Duration::from_secs(10))
+        .await;
     assert_eq!(app.get("/readyz", None).await.status(), 200);
     assert_eq!(app.login(&user.username, PASSWORD).await.status(), 200);
 }
