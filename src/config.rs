@@ -85,6 +85,9 @@ pub struct Settings {
     pub jwt_audience: String,
     pub password_token_ttl: Duration,
     pub full_token_ttl: Duration,
+    /// How recent the verification behind a token must be for the routes
+    /// that change how an account is protected (`STEP_UP_MAX_AGE_SECS`).
+    pub step_up_max_age: Duration,
     pub rp_id: String,
     pub rp_origin: Url,
     pub rp_name: String,
@@ -124,6 +127,7 @@ impl fmt::Debug for Settings {
             .field("jwt_audience", &self.jwt_audience)
             .field("password_token_ttl", &self.password_token_ttl)
             .field("full_token_ttl", &self.full_token_ttl)
+            .field("step_up_max_age", &self.step_up_max_age)
             .field("rp_id", &self.rp_id)
             .field("rp_origin", &self.rp_origin.as_str())
             .field("rp_name", &self.rp_name)
@@ -241,6 +245,12 @@ impl Settings {
                 "JWT_FULL_TTL_SECS",
                 900,
                 10..=86_400 * 30,
+            )?),
+            step_up_max_age: Duration::from_secs(parse_number(
+                &get,
+                "STEP_UP_MAX_AGE_SECS",
+                300,
+                1..=86_400,
             )?),
             rp_name: get("RP_NAME").unwrap_or_else(|| "Passkey Auth".into()),
             rp_id,
@@ -405,6 +415,7 @@ mod tests {
         assert_eq!(s.challenge_ttl, Duration::from_secs(300));
         assert_eq!(s.password_token_ttl, Duration::from_secs(3600));
         assert_eq!(s.full_token_ttl, Duration::from_secs(900));
+        assert_eq!(s.step_up_max_age, Duration::from_secs(300));
         assert!(s.jwt_secret.is_none());
     }
 
@@ -447,6 +458,7 @@ mod tests {
             ("CHALLENGE_TTL_SECS", "soon"),
             ("CHALLENGE_TTL_SECS", "0"),
             ("JWT_FULL_TTL_SECS", "-5"),
+            ("STEP_UP_MAX_AGE_SECS", "0"),
             ("DATABASE_POOL_SIZE", "0"),
             ("RP_ORIGIN", "not a url"),
             ("BIND_ADDR", "3000"),

@@ -171,13 +171,36 @@ impl AuthLevel {
             AuthLevel::Full => "full",
         }
     }
+}
 
-    /// RFC 8176 authentication method references for this level.
-    pub fn amr(self) -> Vec<String> {
+/// How the bearer proved who they are: decides the level a token earns and
+/// its RFC 8176 `amr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// A password login.
+    Password,
+    /// A passkey verified on top of a password login.
+    PasskeyStepUp,
+    /// A recovery code used on top of a password login.
+    RecoveryCode,
+}
+
+impl AuthMethod {
+    pub fn level(self) -> AuthLevel {
         match self {
-            AuthLevel::Password => vec!["pwd".into()],
-            AuthLevel::Full => vec!["pwd".into(), "hwk".into()],
+            AuthMethod::Password => AuthLevel::Password,
+            AuthMethod::PasskeyStepUp | AuthMethod::RecoveryCode => AuthLevel::Full,
         }
+    }
+
+    /// RFC 8176 authentication method references.
+    pub fn amr(self) -> Vec<String> {
+        let methods: &[&str] = match self {
+            AuthMethod::Password => &["pwd"],
+            AuthMethod::PasskeyStepUp => &["pwd", "hwk"],
+            AuthMethod::RecoveryCode => &["pwd", "otp"],
+        };
+        methods.iter().map(|m| (*m).to_owned()).collect()
     }
 }
 
@@ -235,9 +258,13 @@ mod tests {
     }
 
     #[test]
-    fn auth_levels_carry_their_amr() {
-        assert_eq!(AuthLevel::Password.amr(), vec!["pwd"]);
-        assert_eq!(AuthLevel::Full.amr(), vec!["pwd", "hwk"]);
+    fn auth_methods_carry_their_level_and_amr() {
+        assert_eq!(AuthMethod::Password.amr(), vec!["pwd"]);
+        assert_eq!(AuthMethod::Password.level(), AuthLevel::Password);
+        assert_eq!(AuthMethod::PasskeyStepUp.amr(), vec!["pwd", "hwk"]);
+        assert_eq!(AuthMethod::PasskeyStepUp.level(), AuthLevel::Full);
+        assert_eq!(AuthMethod::RecoveryCode.amr(), vec!["pwd", "otp"]);
+        assert_eq!(AuthMethod::RecoveryCode.level(), AuthLevel::Full);
         assert_eq!(serde_json::to_string(&AuthLevel::Full).unwrap(), "\"full\"");
     }
 }

@@ -12,7 +12,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::domain::FieldError;
+use crate::domain::{AuthLevel, FieldError};
 use crate::services::ServiceError;
 
 /// The media type of every error body.
@@ -27,7 +27,16 @@ pub enum ApiError {
     InvalidToken,
     InvalidCredentials,
     PasskeyVerificationFailed,
-    PasskeyRequired,
+    InvalidRecoveryCode,
+    /// The token's level is too low; `max_age` (seconds) is set on recent routes.
+    PasskeyRequired {
+        max_age: Option<u64>,
+    },
+    /// The token's level is right but was verified too long ago for a recent route.
+    ReauthenticationRequired {
+        acr: AuthLevel,
+        max_age: u64,
+    },
     NotFound(&'static str),
     MethodNotAllowed,
     UsernameTaken,
@@ -59,8 +68,11 @@ impl ApiError {
             ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::InvalidCredentials
-            | ApiError::PasskeyVerificationFailed => StatusCode::UNAUTHORIZED,
-            ApiError::PasskeyRequired => StatusCode::FORBIDDEN,
+            | ApiError::PasskeyVerificationFailed
+            | ApiError::InvalidRecoveryCode => StatusCode::UNAUTHORIZED,
+            ApiError::PasskeyRequired { .. } | ApiError::ReauthenticationRequired { .. } => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UsernameTaken | ApiError::CredentialExists | ApiError::NoPasskeys => {
@@ -82,7 +94,9 @@ impl ApiError {
             ApiError::InvalidToken => "invalid_token",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::PasskeyVerificationFailed => "passkey_verification_failed",
-            ApiError::PasskeyRequired => "passkey_required",
+            ApiError::InvalidRecoveryCode => "invalid_recovery_code",
+            ApiError::PasskeyRequired { .. } => "passkey_required",
+            ApiError::ReauthenticationRequired { .. } => "reauthentication_required",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::UsernameTaken => "username_taken",
@@ -109,9 +123,20 @@ impl ApiError {
             ApiError::PasskeyVerificationFailed => {
                 "the passkey response could not be verified".into()
             }
-            ApiError::PasskeyRequired => {
+            ApiError::InvalidRecoveryCode => {
+                "this recovery code is wrong or has been used already".into()
+            }
+            ApiError::PasskeyRequired { .. } => {
                 "this route needs a passkey verification (authLevel \"full\")".into()
             }
+            ApiError::ReauthenticationRequired { acr, max_age } => match acr {
+                AuthLevel::Full => format!(
+                    "this route needs a passkey verification made within the last {max_age} s: verify with your passkey again"
+                ),
+                AuthLevel::Password => format!(
+                    "this route needs a password login made within the last {max_age} s: log in again"
+                ),
+            },
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
             ApiError::UsernameTaken => "this username is already taken".into(),
@@ -130,13 +155,25 @@ impl ApiError {
         }
     }
 
-    fn www_authenticate(&self) -> Option<&'static str> {
+    /// The `WWW-Authenticate` challenge (RFC 6750, and RFC 9470 for step-up).
+    fn www_authenticate(&self) -> Option<String> {
+        const STEP_UP: &str = r#"Bearer error="insufficient_user_authentication""#;
         match self {
-            ApiError::MissingToken => Some("Bearer"),
-            ApiError::InvalidToken => Some(r#"Bearer error="invalid_token""#),
-            ApiError::PasskeyRequired => Some(
-                r#"Bearer error="insufficient_user_authentication", error_description="passkey verification required""#,
-            ),
+            ApiError::MissingToken => Some("Bearer".into()),
+            ApiError::InvalidToken => Some(r#"Bearer error="invalid_token""#.into()),
+            ApiError::PasskeyRequired { max_age } => {
+                let mut challenge = format!(
+                    r#"{STEP_UP}, error_description="passkey verification required", acr_values="full""#
+                );
+                if let Some(max_age) = max_age {
+                    challenge.push_str(&format!(", max_age={max_age}"));
+                }
+                Some(challenge)
+            }
+            ApiError::ReauthenticationRequired { acr, max_age } => Some(format!(
+                r#"{STEP_UP}, error_description="a recent verification is required", acr_values="{}", max_age={max_age}"#,
+                acr.as_str()
+            )),
             _ => None,
         }
     }
@@ -182,10 +219,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_JSON);
         if let Some(challenge) = self.www_authenticate() {
-            response.insert_header((
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            ));
+            if let Ok(value) = HeaderValue::from_str(&challenge) {
+                response.insert_header((header::WWW_AUTHENTICATE, value));
+            }
         }
         if let ApiError::RateLimited { retry_after_secs } = self {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
@@ -211,6 +247,16 @@ impl From<ServiceError> for ApiError {
             ServiceError::ChallengeExpired => ApiError::ChallengeExpired,
             ServiceError::PasskeyVerificationFailed => ApiError::PasskeyVerificationFailed,
             ServiceError::CredentialExists => ApiError::CredentialExists,
+            ServiceError::InvalidRecoveryCode => ApiError::InvalidRecoveryCode,
+            ServiceError::PasskeyRequired { max_age } => ApiError::PasskeyRequired {
+                max_age: max_age.map(|d| d.as_secs()),
+            },
+            ServiceError::ReauthenticationRequired { acr, max_age } => {
+                ApiError::ReauthenticationRequired {
+                    acr,
+                    max_age: max_age.as_secs(),
+                }
+            }
             ServiceError::PasskeyNotFound => ApiError::NotFound("passkey"),
             ServiceError::RateLimited { retry_after } => ApiError::RateLimited {
                 // Whole seconds, rounded up: never tell a client to retry too early.
@@ -264,12 +310,30 @@ mod tests {
             body_json(ApiError::InvalidToken).2.unwrap(),
             r#"Bearer error="invalid_token""#
         );
-        let (status, body, www) = body_json(ApiError::PasskeyRequired);
+        let (status, body, www) = body_json(ApiError::PasskeyRequired { max_age: None });
         assert_eq!(status, 403);
         assert_eq!(body["code"], "passkey_required");
-        assert!(www
-            .unwrap()
-            .contains(r#"error="insufficient_user_authentication""#));
+        assert_eq!(
+            www.unwrap(),
+            r#"Bearer error="insufficient_user_authentication", error_description="passkey verification required", acr_values="full""#
+        );
+        let (_, _, www) = body_json(ApiError::PasskeyRequired { max_age: Some(300) });
+        assert_eq!(
+            www.unwrap(),
+            r#"Bearer error="insufficient_user_authentication", error_description="passkey verification required", acr_values="full", max_age=300"#
+        );
+        for (acr, shown) in [(AuthLevel::Full, "full"), (AuthLevel::Password, "password")] {
+            let (status, body, www) =
+                body_json(ApiError::ReauthenticationRequired { acr, max_age: 300 });
+            assert_eq!(status, 403);
+            assert_eq!(body["code"], "reauthentication_required");
+            assert_eq!(
+                www.unwrap(),
+                format!(
+                    r#"Bearer error="insufficient_user_authentication", error_description="a recent verification is required", acr_values="{shown}", max_age=300"#
+                )
+            );
+        }
     }
 
     #[test]

@@ -16,3 +16,4 @@ pub mod repositories;
 pub mod schema;
 pub mod services;
 pub mod startup;
+pub mod state;

@@ -41,6 +41,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    recovery_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        code_hash -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(passkeys -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(auth_events -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, passkeys, auth_events);
+diesel::allow_tables_to_appear_in_same_query!(users, passkeys, auth_events, recovery_codes);

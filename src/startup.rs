@@ -19,28 +19,22 @@ use crate::controllers;
 use crate::db::{connect_and_migrate, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
 use crate::middleware::{cors, security_headers};
-use crate::repositories::{Database, EventRepository, PasskeyRepository, UserRepository};
+use crate::repositories::{
+    Database, EventRepository, PasskeyRepository, RecoveryCodeRepository, UserRepository,
+};
 use crate::services::audit::Audit;
-use crate::services::auth::AuthService;
+use crate::services::auth::{AuthParts, AuthService};
 use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
 use crate::services::hashing::HashingPool;
 use crate::services::health::HealthService;
 use crate::services::passkeys::PasskeyService;
 use crate::services::passwords::{PasswordHasher, Passwords};
 use crate::services::rate_limit::{MemoryRateLimitStore, RateLimitStore, RateLimiter};
+use crate::services::recovery::{RecoveryCodeHasher, RecoveryCodes};
 use crate::services::redis_stores::{Redis, RedisChallengeStore, RedisRateLimitStore};
+use crate::services::step_up::StepUpPolicy;
 use crate::services::tokens::TokenService;
-
-/// What every handler and guard can reach.
-pub struct AppState {
-    pub auth: AuthService,
-    pub passkeys: PasskeyService,
-    pub health: HealthService,
-    pub tokens: Arc<TokenService>,
-    /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub clock: Arc<dyn Clock>,
-}
+use crate::state::AppState;
 
 /// What tests may change about the application.
 pub struct BuildOptions {
@@ -201,27 +195,40 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
                 .build()
         })
         .map_err(|e| StartupError::Webauthn(e.to_string()))?;
-    let (challenges, limits) = shared_state(settings).await?;
+    let (challenges, limits) = shared_state(settings, clock.clone()).await?;
 
     let limiter = RateLimiter {
         store: limits,
         lockout: settings.login_lockout,
         clock: clock.clone(),
     };
+    let hashing = HashingPool::per_core().map_err(|e| StartupError::Task(e.to_string()))?;
+    let recovery = RecoveryCodes {
+        hasher: RecoveryCodeHasher::new(hashing.clone()),
+        repo: RecoveryCodeRepository::new(db.clone()),
+        audit: audit.clone(),
+        clock: clock.clone(),
+    };
+    let step_up = StepUpPolicy {
+        max_age: settings.step_up_max_age,
+        passkeys: passkeys.clone(),
+        clock: clock.clone(),
+    };
 
     Ok(AppState {
-        auth: AuthService::new(
-            users.clone(),
-            passkeys.clone(),
-            Passwords {
+        auth: AuthService::new(AuthParts {
+            users: users.clone(),
+            passkeys: passkeys.clone(),
+            passwords: Passwords {
                 hasher: Arc::new(hasher),
-                pool: HashingPool::per_core().map_err(|e| StartupError::Task(e.to_string()))?,
+                pool: hashing,
             },
-            tokens.clone(),
-            limiter.clone(),
-            audit.clone(),
-            clock.clone(),
-        ),
+            tokens: tokens.clone(),
+            limiter: limiter.clone(),
+            audit: audit.clone(),
+            recovery: recovery.clone(),
+            clock: clock.clone(),
+        }),
         passkeys: PasskeyService {
             webauthn: Arc::new(webauthn),
             users,
@@ -232,9 +239,12 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             challenge_ttl: settings.challenge_ttl,
             limiter,
             audit,
+            recovery,
+            step_up_max_age: settings.step_up_max_age,
         },
         health: HealthService { db, challenges },
         tokens,
+        step_up,
         trusted_proxies: settings.trusted_proxies.clone(),
         clock,
     })
@@ -244,6 +254,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
 /// (shared by every node), else in this process.
 async fn shared_state(
     settings: &Settings,
+    clock: Arc<dyn Clock>,
 ) -> Result<(Arc<dyn ChallengeStore>, Arc<dyn RateLimitStore>), StartupError> {
     let Some(redis) = &settings.redis else {
         return Ok((
@@ -255,6 +266,7 @@ async fn shared_state(
                 settings.ip_rate_limit,
                 settings.account_rate_limit,
                 &settings.login_lockout,
+                clock,
             )),
         ));
     };

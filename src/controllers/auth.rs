@@ -1,4 +1,4 @@
-//! `/auth/*`: sign-up, password login, the caller's account.
+//! `/auth/*`: sign-up, password login, recovery codes, the caller's account.
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::json::JsonBody;
 use super::query::Query;
 use super::TokenResponse;
-use crate::domain::{AuthLevel, ClientInfo, DisplayName, Password, Username};
+use crate::domain::{AuthLevel, ClientInfo, DisplayName, FieldError, Password, Username};
 use crate::errors::ApiError;
-use crate::guards::LoginUser;
+use crate::guards::{LoginUser, RecentUser};
 use crate::services::auth::SignupInput;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -71,20 +71,91 @@ struct MeResponse {
     display_name: String,
     auth_level: AuthLevel,
     passkey_count: i64,
+    recovery_codes_remaining: i64,
 }
 
 pub async fn me(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
 ) -> Result<HttpResponse, ApiError> {
-    let account = state.auth.account(caller.user_id).await?;
+    let (account, recovery_codes_remaining) = state.auth.account_status(caller.user_id).await?;
     Ok(HttpResponse::Ok().json(MeResponse {
         id: account.user.id.to_string(),
         username: account.user.username,
         display_name: account.user.display_name,
         auth_level: caller.auth_level,
         passkey_count: account.passkey_count,
+        recovery_codes_remaining,
     }))
+}
+
+/// Deletes the caller's account (a recent route).
+pub async fn delete_me(
+    state: web::Data<AppState>,
+    RecentUser(caller): RecentUser,
+    client: ClientInfo,
+) -> Result<HttpResponse, ApiError> {
+    state.auth.delete_account(&caller, &client).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PasswordChangeBody {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the password (a recent route); the current one must be given.
+pub async fn change_password(
+    state: web::Data<AppState>,
+    RecentUser(caller): RecentUser,
+    client: ClientInfo,
+    JsonBody(body): JsonBody<PasswordChangeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let new = Password::parse(body.new_password)
+        .map_err(|e| FieldError::new("newPassword", e.message))?;
+    state
+        .auth
+        .change_password(&caller, body.current_password, new, &client)
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecoveryCodesResponse {
+    codes: Vec<String>,
+    created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Replaces the caller's recovery codes (a recent route).
+pub async fn replace_recovery_codes(
+    state: web::Data<AppState>,
+    RecentUser(caller): RecentUser,
+    client: ClientInfo,
+) -> Result<HttpResponse, ApiError> {
+    let issued = state.auth.replace_recovery_codes(&caller, &client).await?;
+    Ok(HttpResponse::Created().json(RecoveryCodesResponse {
+        codes: issued.codes,
+        created_at: issued.created_at,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RecoveryBody {
+    code: String,
+}
+
+/// Spends one recovery code for a full-level token.
+pub async fn recover(
+    state: web::Data<AppState>,
+    LoginUser(caller): LoginUser,
+    client: ClientInfo,
+    JsonBody(body): JsonBody<RecoveryBody>,
+) -> Result<HttpResponse, ApiError> {
+    let token = state.auth.recover(&caller, &body.code, &client).await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
 #[derive(Debug, Deserialize)]

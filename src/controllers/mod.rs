@@ -52,7 +52,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/auth/signup").route(web::post().to(auth::signup)))
         .service(resource("/auth/login").route(web::post().to(auth::login)))
-        .service(resource("/auth/me").route(web::get().to(auth::me)))
+        .service(
+            resource("/auth/me")
+                .route(web::get().to(auth::me))
+                .route(web::delete().to(auth::delete_me)),
+        )
+        .service(resource("/auth/password").route(web::post().to(auth::change_password)))
+        .service(
+            resource("/auth/recovery-codes").route(web::post().to(auth::replace_recovery_codes)),
+        )
+        .service(resource("/auth/recovery").route(web::post().to(auth::recover)))
         .service(resource("/auth/events").route(web::get().to(auth::events)))
         .service(
             resource("/passkeys/register/options")

@@ -10,8 +10,8 @@ use super::json::{from_value, JsonBody};
 use super::TokenResponse;
 use crate::domain::{ClientInfo, Nickname};
 use crate::errors::ApiError;
-use crate::guards::{FullUser, LoginUser};
-use crate::startup::AppState;
+use crate::guards::{FullUser, LoginUser, RecentUser};
+use crate::state::AppState;
 
 /// Options as the WebAuthn JSON forms define them: absent members are left
 /// out rather than sent as `null`, which browsers' JSON parsers refuse.
@@ -34,15 +34,16 @@ fn strip_nulls(value: &mut Value) {
 
 pub async fn registration_options(
     state: web::Data<AppState>,
-    LoginUser(caller): LoginUser,
+    RecentUser(caller): RecentUser,
 ) -> Result<HttpResponse, ApiError> {
     options_json(state.passkeys.start_registration(&caller).await?)
 }
 
-/// `RegistrationResponseJSON` plus an optional top-level `nickname`.
+/// `RegistrationResponseJSON` plus an optional top-level `nickname`; the
+/// account's first passkey is answered with its recovery codes.
 pub async fn verify_registration(
     state: web::Data<AppState>,
-    LoginUser(caller): LoginUser,
+    RecentUser(caller): RecentUser,
     client: ClientInfo,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
@@ -61,11 +62,11 @@ pub async fn verify_registration(
         }
     };
     let response: RegisterPublicKeyCredential = from_value(Value::Object(fields))?;
-    let summary = state
+    let registered = state
         .passkeys
         .finish_registration(&caller, response, nickname, &client)
         .await?;
-    Ok(HttpResponse::Created().json(summary))
+    Ok(HttpResponse::Created().json(registered))
 }
 
 pub async fn authentication_options(
@@ -117,7 +118,7 @@ pub async fn rename(
 
 pub async fn delete(
     state: web::Data<AppState>,
-    FullUser(caller): FullUser,
+    RecentUser(caller): RecentUser,
     client: ClientInfo,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {

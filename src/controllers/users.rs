@@ -8,7 +8,7 @@ use crate::domain::AuthLevel;
 use crate::errors::ApiError;
 use crate::guards::LoginUser;
 use crate::services::tokens::Claims;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -11,7 +11,7 @@ use ipnet::IpNet;
 
 use crate::domain::ClientInfo;
 use crate::errors::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Walks `X-Forwarded-For` from the right (the hop nearest to us), skipping
 /// trusted proxies; the first untrusted address is the client. A malformed

@@ -1,17 +1,18 @@
 //! Extractors that admit a request only with a valid bearer token of the
 //! right level. A handler that takes [`FullUser`] cannot run for a
-//! password-level token: the type is the policy.
+//! password-level token, nor one that takes [`RecentUser`] without a recent
+//! verification at the account's highest level: the type is the policy.
 
 use actix_web::dev::Payload;
 use actix_web::http::header::AUTHORIZATION;
 use actix_web::{web, FromRequest, HttpRequest};
 use actix_web_httpauth::extractors::bearer::BearerAuth;
-use futures_util::future::{ready, FutureExt, Ready};
+use futures_util::future::{ready, FutureExt, LocalBoxFuture, Ready};
 
 use crate::domain::AuthLevel;
 use crate::errors::ApiError;
 use crate::services::tokens::Principal;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub mod client;
 
@@ -23,6 +24,17 @@ pub struct LoginUser(pub Principal);
 #[derive(Debug, Clone)]
 pub struct FullUser(pub Principal);
 
+/// A token at the highest level the account can reach, verified within
+/// `STEP_UP_MAX_AGE_SECS` (see [`crate::services::step_up`]): for the
+/// routes that change how the account is protected.
+#[derive(Debug, Clone)]
+pub struct RecentUser(pub Principal);
+
+fn app_state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::internal("AppState missing from the app"))
+}
+
 fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     if !req.headers().contains_key(AUTHORIZATION) {
         return Err(ApiError::MissingToken);
@@ -33,9 +45,7 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .now_or_never()
         .and_then(Result::ok)
         .ok_or(ApiError::InvalidToken)?;
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
+    let state = app_state(req)?;
     state
         .tokens
         .verify(bearer.token(), state.clock.now())
@@ -59,8 +69,25 @@ impl FromRequest for FullUser {
         ready(
             authenticate(req).and_then(|principal| match principal.auth_level {
                 AuthLevel::Full => Ok(FullUser(principal)),
-                AuthLevel::Password => Err(ApiError::PasskeyRequired),
+                AuthLevel::Password => Err(ApiError::PasskeyRequired { max_age: None }),
             }),
         )
+    }
+}
+
+impl FromRequest for RecentUser {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let admitted = authenticate(req).and_then(|principal| {
+            let state = app_state(req)?.clone();
+            Ok((principal, state))
+        });
+        Box::pin(async move {
+            let (principal, state) = admitted?;
+            state.step_up.require_recent(&principal).await?;
+            Ok(RecentUser(principal))
+        })
     }
 }

@@ -3,14 +3,19 @@
 
 pub mod events;
 pub mod passkeys;
+pub mod recovery_codes;
 pub mod users;
 
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::db::{AnyConnection, DbPool};
+use crate::schema::users as user_rows;
 
 pub use events::{EventRecord, EventRepository};
 pub use passkeys::{PasskeyRecord, PasskeyRepository};
+pub use recovery_codes::{CodeSet, RecoveryCodeRecord, RecoveryCodeRepository};
 pub use users::{UserRecord, UserRepository};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +44,22 @@ impl From<DieselError> for RepoError {
             other => RepoError::Query(other),
         }
     }
+}
+
+/// Takes the user's row lock for the rest of the caller's transaction (by
+/// touching `updated_at`), so that what the transaction then reads of the
+/// user's passkeys and codes cannot change under it: PostgreSQL holds the
+/// row lock until commit, and SQLite's write lock serialises writers anyway.
+/// `false` if the user is gone.
+pub(crate) fn lock_user_on(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    now: NaiveDateTime,
+) -> QueryResult<bool> {
+    diesel::update(user_rows::table.find(user_id))
+        .set(user_rows::updated_at.eq(now))
+        .execute(conn)
+        .map(|rows| rows == 1)
 }
 
 /// The pool, and the one way repositories reach it.

@@ -5,7 +5,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
-use super::{Database, RepoError};
+use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
+use super::{lock_user_on, Database, RepoError};
 use crate::schema::passkeys;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -37,6 +38,19 @@ pub struct PasskeyUse {
     pub used_at: NaiveDateTime,
 }
 
+/// What an enrolment came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enrolment {
+    Enrolled {
+        first: bool,
+    },
+    /// The account has a passkey and the caller is not at the full level.
+    StepUpRequired,
+    /// This is the account's first passkey, but no codes were given.
+    CodesNeeded,
+    UserGone,
+}
+
 #[derive(Clone)]
 pub struct PasskeyRepository {
     db: Database,
@@ -47,18 +61,63 @@ impl PasskeyRepository {
         PasskeyRepository { db }
     }
 
-    /// Inserts a passkey and its event together; a credential id already
-    /// stored is [`RepoError::AlreadyExists`] and stores nothing.
-    pub async fn insert(&self, record: PasskeyRecord, event: EventRecord) -> Result<(), RepoError> {
+    /// Enrols a passkey with its event, under the enrolment rule: an
+    /// account that has a passkey takes another only from a caller at the
+    /// full level (`caller_full`). The account's first passkey comes with
+    /// `first_codes`, its recovery codes. Checked and written in one
+    /// transaction under the user's row lock, so a passkey enrolled
+    /// concurrently is seen. A credential id already stored is
+    /// [`RepoError::AlreadyExists`] and stores nothing.
+    pub async fn enrol(
+        &self,
+        record: PasskeyRecord,
+        event: EventRecord,
+        caller_full: bool,
+        first_codes: Option<CodeSet>,
+    ) -> Result<Enrolment, RepoError> {
         self.db
             .run(move |conn| {
-                conn.transaction(|conn| {
+                conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    if !lock_user_on(conn, &record.user_id, record.created_at)? {
+                        return Ok(Enrolment::UserGone);
+                    }
+                    let existing: i64 = passkeys::table
+                        .filter(passkeys::user_id.eq(&record.user_id))
+                        .count()
+                        .get_result(conn)?;
+                    let first = existing == 0;
+                    if !first && !caller_full {
+                        return Ok(Enrolment::StepUpRequired);
+                    }
+                    let codes = match (first, &first_codes) {
+                        (true, None) => return Ok(Enrolment::CodesNeeded),
+                        (true, Some(codes)) => Some(codes),
+                        (false, _) => None,
+                    };
                     diesel::insert_into(passkeys::table)
                         .values(&record)
                         .execute(conn)?;
-                    insert_on(conn, &event)
-                })?;
-                Ok(())
+                    insert_on(conn, &event)?;
+                    if let Some(codes) = codes {
+                        replace_on(conn, &record.user_id, codes)?;
+                    }
+                    Ok(Enrolment::Enrolled { first })
+                })
+                .map_err(RepoError::from)
+            })
+            .await
+    }
+
+    /// Whether the user has at least one passkey.
+    pub async fn any_for_user(&self, user_id: String) -> Result<bool, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(passkeys::table
+                    .filter(passkeys::user_id.eq(user_id))
+                    .select(passkeys::id)
+                    .first::<String>(conn)
+                    .optional()?
+                    .is_some())
             })
             .await
     }
@@ -135,27 +194,40 @@ impl PasskeyRepository {
             .await
     }
 
-    /// Deletes the caller's passkey and records `event`; `false` (and no
-    /// event) if the caller has no such passkey.
+    /// Deletes the caller's passkey and records `event`; `None` (and no
+    /// event) if the caller has no such passkey. Deleting the last passkey
+    /// also deletes the recovery codes (recording `codes_event`): they exist
+    /// to get back to a passkey. `Some(true)` when that happened.
     pub async fn delete(
         &self,
         user_id: String,
         id: String,
         event: EventRecord,
-    ) -> Result<bool, RepoError> {
+        codes_event: EventRecord,
+    ) -> Result<Option<bool>, RepoError> {
         self.db
             .run(move |conn| {
                 conn.transaction(|conn| {
+                    lock_user_on(conn, &user_id, event.created_at)?;
                     let deleted = diesel::delete(
                         passkeys::table
                             .filter(passkeys::id.eq(id))
-                            .filter(passkeys::user_id.eq(user_id)),
+                            .filter(passkeys::user_id.eq(&user_id)),
                     )
                     .execute(conn)?;
-                    if deleted > 0 {
-                        insert_on(conn, &event)?;
+                    if deleted == 0 {
+                        return Ok(None);
                     }
-                    Ok::<_, diesel::result::Error>(deleted > 0)
+                    insert_on(conn, &event)?;
+                    let left: i64 = passkeys::table
+                        .filter(passkeys::user_id.eq(&user_id))
+                        .count()
+                        .get_result(conn)?;
+                    let codes_gone = left == 0 && delete_all_on(conn, &user_id)? > 0;
+                    if codes_gone {
+                        insert_on(conn, &codes_event)?;
+                    }
+                    Ok::<_, diesel::result::Error>(Some(codes_gone))
                 })
                 .map_err(RepoError::from)
             })

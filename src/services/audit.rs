@@ -30,6 +30,13 @@ pub enum EventKind {
     PasskeyDeleted,
     CounterRegression,
     RateLimited,
+    RecoveryCodesIssued,
+    RecoveryCodesDeleted,
+    RecoveryCodeUsed,
+    RecoveryCodeFailed,
+    PasswordChanged,
+    PasswordChangeFailed,
+    AccountDeleted,
 }
 
 impl EventKind {
@@ -46,6 +53,13 @@ impl EventKind {
             EventKind::PasskeyDeleted => "passkey_deleted",
             EventKind::CounterRegression => "counter_regression",
             EventKind::RateLimited => "rate_limited",
+            EventKind::RecoveryCodesIssued => "recovery_codes_issued",
+            EventKind::RecoveryCodesDeleted => "recovery_codes_deleted",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::RecoveryCodeFailed => "recovery_code_failed",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::PasswordChangeFailed => "password_change_failed",
+            EventKind::AccountDeleted => "account_deleted",
         }
     }
 
@@ -56,12 +70,19 @@ impl EventKind {
             | EventKind::PasskeyRegistered
             | EventKind::PasskeyVerified
             | EventKind::PasskeyRenamed
-            | EventKind::PasskeyDeleted => "success",
+            | EventKind::PasskeyDeleted
+            | EventKind::RecoveryCodesIssued
+            | EventKind::RecoveryCodesDeleted
+            | EventKind::RecoveryCodeUsed
+            | EventKind::PasswordChanged
+            | EventKind::AccountDeleted => "success",
             EventKind::LoginFailed
             | EventKind::PasskeyRegistrationFailed
             | EventKind::PasskeyVerificationFailed
             | EventKind::CounterRegression
-            | EventKind::RateLimited => "failure",
+            | EventKind::RateLimited
+            | EventKind::RecoveryCodeFailed
+            | EventKind::PasswordChangeFailed => "failure",
         }
     }
 }
@@ -242,6 +263,13 @@ mod tests {
             EventKind::PasskeyDeleted,
             EventKind::CounterRegression,
             EventKind::RateLimited,
+            EventKind::RecoveryCodesIssued,
+            EventKind::RecoveryCodesDeleted,
+            EventKind::RecoveryCodeUsed,
+            EventKind::RecoveryCodeFailed,
+            EventKind::PasswordChanged,
+            EventKind::PasswordChangeFailed,
+            EventKind::AccountDeleted,
         ];
         let mut names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         names.sort_unstable();

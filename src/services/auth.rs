@@ -1,4 +1,5 @@
-//! Sign-up, password login and the caller's own account.
+//! Sign-up, password login, recovery-code use, and the caller's own
+//! account: password change, recovery codes, deletion.
 
 use std::sync::Arc;
 
@@ -9,10 +10,11 @@ use uuid::Uuid;
 use super::audit::{Audit, EventKind, EventPage};
 use super::passwords::Passwords;
 use super::rate_limit::{Action, RateLimiter};
-use super::tokens::{IssuedToken, TokenService};
+use super::recovery::{IssuedCodes, RecoveryCodes};
+use super::tokens::{Grant, IssuedToken, Principal, TokenService};
 use super::ServiceError;
 use crate::clock::Clock;
-use crate::domain::{username_key, AuthLevel, ClientInfo, DisplayName, Password, Username};
+use crate::domain::{username_key, AuthMethod, ClientInfo, DisplayName, Password, Username};
 use crate::repositories::{PasskeyRepository, RepoError, UserRecord, UserRepository};
 
 /// A user as clients see it.
@@ -58,27 +60,33 @@ pub struct AuthService {
     tokens: Arc<TokenService>,
     limiter: RateLimiter,
     audit: Audit,
+    recovery: RecoveryCodes,
     clock: Arc<dyn Clock>,
 }
 
+/// What the auth service is built from.
+pub struct AuthParts {
+    pub users: UserRepository,
+    pub passkeys: PasskeyRepository,
+    pub passwords: Passwords,
+    pub tokens: Arc<TokenService>,
+    pub limiter: RateLimiter,
+    pub audit: Audit,
+    pub recovery: RecoveryCodes,
+    pub clock: Arc<dyn Clock>,
+}
+
 impl AuthService {
-    pub fn new(
-        users: UserRepository,
-        passkeys: PasskeyRepository,
-        passwords: Passwords,
-        tokens: Arc<TokenService>,
-        limiter: RateLimiter,
-        audit: Audit,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(parts: AuthParts) -> Self {
         AuthService {
-            users,
-            passkeys,
-            passwords,
-            tokens,
-            limiter,
-            audit,
-            clock,
+            users: parts.users,
+            passkeys: parts.passkeys,
+            passwords: parts.passwords,
+            tokens: parts.tokens,
+            limiter: parts.limiter,
+            audit: parts.audit,
+            recovery: parts.recovery,
+            clock: parts.clock,
         }
     }
 
@@ -139,10 +147,10 @@ impl AuthService {
             .map(|r| Uuid::parse_str(&r.id))
             .transpose()
             .map_err(ServiceError::internal)?;
-        let limit = match self.limiter.check(Action::Login, client.ip, &account).await {
-            Ok(()) => self.limiter.check_lockout(&account, client.ip).await,
-            refused => refused,
-        };
+        let limit = self
+            .limiter
+            .check_password_guess(Action::Login, client.ip, &account)
+            .await;
         self.audit
             .on_limit(limit, user_id, client, Action::Login)
             .await?;
@@ -164,14 +172,132 @@ impl AuthService {
         self.audit
             .record(EventKind::LoginSucceeded, Some(user.id), client, None)
             .await?;
+        let now = self.clock.now();
         self.tokens
             .issue(
                 user.id,
                 &user.username,
-                AuthLevel::Password,
-                self.clock.now(),
+                Grant::new(AuthMethod::Password, now),
+                now,
             )
             .map_err(ServiceError::internal)
+    }
+
+    /// One unused recovery code raises a login to the full level, as a
+    /// passkey would (`amr: ["pwd", "otp"]`); the code is spent.
+    pub async fn recover(
+        &self,
+        caller: &Principal,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
+        let limit = self
+            .limiter
+            .check(Action::RecoveryCode, client.ip, &caller.user_id.to_string())
+            .await;
+        self.audit
+            .on_limit(limit, Some(caller.user_id), client, Action::RecoveryCode)
+            .await?;
+        self.recovery.spend(caller.user_id, code, client).await?;
+        let now = self.clock.now();
+        self.tokens
+            .issue(
+                caller.user_id,
+                &caller.username,
+                Grant::new(AuthMethod::RecoveryCode, now),
+                now,
+            )
+            .map_err(ServiceError::internal)
+    }
+
+    /// A new set of recovery codes for an account that has a passkey.
+    pub async fn replace_recovery_codes(
+        &self,
+        caller: &Principal,
+        client: &ClientInfo,
+    ) -> Result<IssuedCodes, ServiceError> {
+        self.recovery.replace(caller.user_id, client).await
+    }
+
+    /// Changes the password after checking the current one. Wrong current
+    /// passwords count towards the login lockout of (account, client IP),
+    /// so a stolen token cannot be used to guess the password here.
+    pub async fn change_password(
+        &self,
+        caller: &Principal,
+        current: String,
+        new: Password,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let record = self
+            .users
+            .find_by_id(caller.user_id.to_string())
+            .await?
+            .ok_or(ServiceError::UnknownUser)?;
+        let account = record.username_key.clone();
+        let limit = self
+            .limiter
+            .check_password_guess(Action::PasswordChange, client.ip, &account)
+            .await;
+        self.audit
+            .on_limit(limit, Some(caller.user_id), client, Action::PasswordChange)
+            .await?;
+        if !self
+            .passwords
+            .verify(current, Some(record.password_hash))
+            .await?
+        {
+            self.limiter.login_failed(&account, client.ip).await?;
+            self.audit
+                .record(
+                    EventKind::PasswordChangeFailed,
+                    Some(caller.user_id),
+                    client,
+                    Some("wrong current password".into()),
+                )
+                .await?;
+            return Err(ServiceError::InvalidCredentials);
+        }
+        let password_hash = self.passwords.hash(new).await?;
+        let event = self.audit.event(
+            EventKind::PasswordChanged,
+            Some(caller.user_id),
+            client,
+            None,
+        );
+        if !self
+            .users
+            .update_password(record.id, password_hash, event.clone())
+            .await?
+        {
+            return Err(ServiceError::UnknownUser);
+        }
+        self.audit.log(&event);
+        self.limiter.login_succeeded(&account, client.ip).await?;
+        Ok(())
+    }
+
+    /// Deletes the account with its passkeys and recovery codes; its audit
+    /// events stay, detached from it. Every token of the account is
+    /// refused from now on.
+    pub async fn delete_account(
+        &self,
+        caller: &Principal,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let event = self
+            .audit
+            .event(EventKind::AccountDeleted, None, client, None);
+        if !self
+            .users
+            .delete_account(caller.user_id.to_string(), event.clone())
+            .await?
+        {
+            return Err(ServiceError::UnknownUser);
+        }
+        self.tokens.revoke_subject(caller.user_id, self.clock.now());
+        self.audit.log(&event);
+        Ok(())
     }
 
     /// The caller's recent events, newest first.
@@ -196,5 +322,12 @@ impl AuthService {
             user: User::from_record(record)?,
             passkey_count,
         })
+    }
+
+    /// The caller's account and how many recovery codes it has left.
+    pub async fn account_status(&self, user_id: Uuid) -> Result<(Account, i64), ServiceError> {
+        let account = self.account(user_id).await?;
+        let remaining = self.recovery.remaining(user_id).await?;
+        Ok((account, remaining))
     }
 }

@@ -11,10 +11,14 @@ pub mod health;
 pub mod passkeys;
 pub mod passwords;
 pub mod rate_limit;
+pub mod recovery;
 pub mod redis_stores;
+pub mod step_up;
 pub mod tokens;
 
-use crate::domain::FieldError;
+use std::time::Duration;
+
+use crate::domain::{AuthLevel, FieldError};
 use crate::repositories::RepoError;
 use challenges::StoreError;
 
@@ -39,8 +43,16 @@ pub enum ServiceError {
     CredentialExists,
     #[error("passkey not found")]
     PasskeyNotFound,
+    #[error("wrong, spent or malformed recovery code")]
+    InvalidRecoveryCode,
+    /// The token's level is too low; `max_age` is set on recent routes.
+    #[error("passkey verification required")]
+    PasskeyRequired { max_age: Option<Duration> },
+    /// The right level, verified longer than `max_age` ago.
+    #[error("a recent {acr:?} verification is required")]
+    ReauthenticationRequired { acr: AuthLevel, max_age: Duration },
     #[error("rate limited for {retry_after:?}")]
-    RateLimited { retry_after: std::time::Duration },
+    RateLimited { retry_after: Duration },
     #[error("unavailable: {0}")]
     Unavailable(String),
     #[error("internal: {0}")]

@@ -19,11 +19,12 @@ use webauthn_rs::prelude::{
 use super::audit::{Audit, EventKind};
 use super::challenges::{Ceremony, ChallengeKey, ChallengeStore};
 use super::rate_limit::{Action, RateLimiter};
-use super::tokens::{IssuedToken, Principal, TokenService};
+use super::recovery::RecoveryCodes;
+use super::tokens::{Grant, IssuedToken, Principal, TokenService};
 use super::ServiceError;
 use crate::clock::Clock;
-use crate::domain::{AuthLevel, ClientInfo, Nickname};
-use crate::repositories::passkeys::PasskeyUse;
+use crate::domain::{AuthLevel, AuthMethod, ClientInfo, Nickname};
+use crate::repositories::passkeys::{Enrolment, PasskeyUse};
 use crate::repositories::{PasskeyRecord, PasskeyRepository, RepoError, UserRepository};
 
 /// A passkey as clients see it: no public key, no counter.
@@ -55,6 +56,17 @@ impl From<PasskeyRecord> for PasskeySummary {
     }
 }
 
+/// A registered passkey; the account's first one comes with its recovery
+/// codes, shown this once.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Registered {
+    #[serde(flatten)]
+    pub passkey: PasskeySummary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<Vec<String>>,
+}
+
 /// Ceremony state as kept in the challenge store, with its own expiry so
 /// that the service's clock (not only the store's) decides when it is stale.
 #[derive(Serialize, Deserialize)]
@@ -82,6 +94,9 @@ pub struct PasskeyService {
     pub challenge_ttl: Duration,
     pub limiter: RateLimiter,
     pub audit: Audit,
+    pub recovery: RecoveryCodes,
+    /// `STEP_UP_MAX_AGE_SECS`, named in a refusal.
+    pub step_up_max_age: Duration,
 }
 
 fn encode_id(bytes: &[u8]) -> String {
@@ -193,7 +208,7 @@ impl PasskeyService {
         response: RegisterPublicKeyCredential,
         nickname: Nickname,
         client: &ClientInfo,
-    ) -> Result<PasskeySummary, ServiceError> {
+    ) -> Result<Registered, ServiceError> {
         self.check_limits(Action::PasskeyRegistration, caller, client)
             .await?;
         let outcome = self.register(caller, response, nickname, client).await;
@@ -207,7 +222,7 @@ impl PasskeyService {
         response: RegisterPublicKeyCredential,
         nickname: Nickname,
         client: &ClientInfo,
-    ) -> Result<PasskeySummary, Refusal> {
+    ) -> Result<Registered, Refusal> {
         let state: PasskeyRegistration = self
             .take_ceremony(ChallengeKey::new(caller.user_id, Ceremony::Registration))
             .await?;
@@ -256,13 +271,57 @@ impl PasskeyService {
             client,
             Some(record.id.clone()),
         );
-        match self.passkeys.insert(record.clone(), event.clone()).await {
-            Ok(()) => {
-                self.audit.log(&event);
-                Ok(record.into())
+        let caller_full = caller.auth_level == AuthLevel::Full;
+        // The first passkey comes with recovery codes, hashed before the
+        // transaction that decides whether it is the first.
+        let mut codes = if self
+            .passkeys
+            .any_for_user(record.user_id.clone())
+            .await
+            .map_err(ServiceError::from)?
+        {
+            None
+        } else {
+            Some(self.recovery.new_set(caller.user_id, client).await?)
+        };
+        loop {
+            let set = codes.as_ref().map(|(set, _)| set.clone());
+            let enrolled = self
+                .passkeys
+                .enrol(record.clone(), event.clone(), caller_full, set)
+                .await;
+            match enrolled {
+                Ok(Enrolment::Enrolled { first }) => {
+                    self.audit.log(&event);
+                    let recovery_codes = match (first, codes) {
+                        (true, Some((set, shown))) => {
+                            self.audit.log(&set.event);
+                            Some(shown)
+                        }
+                        _ => None,
+                    };
+                    return Ok(Registered {
+                        passkey: record.into(),
+                        recovery_codes,
+                    });
+                }
+                // The account lost its passkeys since the look above.
+                Ok(Enrolment::CodesNeeded) if codes.is_none() => {
+                    codes = Some(self.recovery.new_set(caller.user_id, client).await?);
+                }
+                Ok(Enrolment::CodesNeeded) => {
+                    return Err(ServiceError::internal("codes were given but not taken").into())
+                }
+                Ok(Enrolment::StepUpRequired) => {
+                    return Err(ServiceError::PasskeyRequired {
+                        max_age: Some(self.step_up_max_age),
+                    }
+                    .into())
+                }
+                Ok(Enrolment::UserGone) => return Err(ServiceError::UnknownUser.into()),
+                Err(RepoError::AlreadyExists) => return Err(Refusal::Exists),
+                Err(other) => return Err(ServiceError::from(other).into()),
             }
-            Err(RepoError::AlreadyExists) => Err(Refusal::Exists),
-            Err(other) => Err(ServiceError::from(other).into()),
         }
     }
 
@@ -463,7 +522,12 @@ impl PasskeyService {
         self.audit.log(&event);
         Ok(self
             .tokens
-            .issue(user_id, &caller.username, AuthLevel::Full, self.clock.now())
+            .issue(
+                user_id,
+                &caller.username,
+                Grant::new(AuthMethod::PasskeyStepUp, self.clock.now()),
+                self.clock.now(),
+            )
             .map_err(ServiceError::internal)?)
     }
 
@@ -517,14 +581,26 @@ impl PasskeyService {
             client,
             Some(id.to_string()),
         );
-        let deleted = self
+        let codes_event = self.audit.event(
+            EventKind::RecoveryCodesDeleted,
+            Some(caller.user_id),
+            client,
+            Some("last passkey deleted".into()),
+        );
+        let codes_gone = self
             .passkeys
-            .delete(caller.user_id.to_string(), id.to_string(), event.clone())
-            .await?;
-        if !deleted {
-            return Err(ServiceError::PasskeyNotFound);
-        }
+            .delete(
+                caller.user_id.to_string(),
+                id.to_string(),
+                event.clone(),
+                codes_event.clone(),
+            )
+            .await?
+            .ok_or(ServiceError::PasskeyNotFound)?;
         self.audit.log(&event);
+        if codes_gone {
+            self.audit.log(&codes_event);
+        }
         Ok(())
     }
 }

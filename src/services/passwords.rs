@@ -88,23 +88,12 @@ impl PasswordHasher {
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$…`).
     pub fn hash(&self, password: &Password) -> Result<String, argon2::password_hash::Error> {
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        let output = compute(
+        hash_phc(
             &self.argon2,
             &self.params,
             password.expose().as_bytes(),
             salt.as_salt(),
-            self.params
-                .output_len()
-                .unwrap_or(Params::DEFAULT_OUTPUT_LEN),
-        )?;
-        let phc = PasswordHash {
-            algorithm: Algorithm::Argon2id.ident(),
-            version: Some(Version::V0x13.into()),
-            params: ParamsString::try_from(&self.params)?,
-            salt: Some(salt.as_salt()),
-            hash: Some(output),
-        };
-        Ok(phc.to_string())
+        )
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when
@@ -122,25 +111,53 @@ impl PasswordHasher {
     }
 }
 
+/// The Argon2id PHC string of `secret` with `salt`, in this thread's reused
+/// memory. The same secret and salt always give the same string.
+pub(crate) fn hash_phc(
+    argon2: &Argon2<'_>,
+    params: &Params,
+    secret: &[u8],
+    salt: Salt<'_>,
+) -> argon2::password_hash::Result<String> {
+    let output_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = compute(argon2, params, secret, salt, output_len)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)?,
+        salt: Some(salt),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// Argon2's output for `secret` under the algorithm, version, parameters
+/// and salt that `phc` names.
+pub(crate) fn recompute(
+    secret: &[u8],
+    phc: &PasswordHash<'_>,
+) -> argon2::password_hash::Result<Output> {
+    let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
+        return Err(argon2::password_hash::Error::PhcStringField);
+    };
+    let params = Params::try_from(phc)?;
+    let algorithm = Algorithm::try_from(phc.algorithm)?;
+    let version = phc
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let argon2 = Argon2::new(algorithm, version, params.clone());
+    compute(&argon2, &params, secret, salt, expected.len())
+}
+
 /// Recomputes `phc` (with its own algorithm, version and parameters) for
 /// `password` and compares; `Output`'s equality is constant-time.
 fn matches_phc(password: &[u8], phc: &PasswordHash<'_>) -> bool {
-    let recomputed = || -> argon2::password_hash::Result<bool> {
-        let (Some(salt), Some(expected)) = (phc.salt, phc.hash) else {
-            return Ok(false);
-        };
-        let params = Params::try_from(phc)?;
-        let algorithm = Algorithm::try_from(phc.algorithm)?;
-        let version = phc
-            .version
-            .map(Version::try_from)
-            .transpose()?
-            .unwrap_or_default();
-        let argon2 = Argon2::new(algorithm, version, params.clone());
-        let computed = compute(&argon2, &params, password, salt, expected.len())?;
-        Ok(computed == expected)
-    };
-    recomputed().unwrap_or(false)
+    match (recompute(password, phc), phc.hash) {
+        (Ok(computed), Some(expected)) => computed == expected,
+        _ => false,
+    }
 }
 
 /// The hasher and the pool it runs on: what the auth service uses.

@@ -13,7 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 
 use super::challenges::{ChallengeKey, ChallengeStore, StoreError};
-use super::rate_limit::{Failures, RateLimit, RateLimitStore, Scope};
+use super::rate_limit::{Bucket, Failures, RateLimit, RateLimitStore, Scope};
 
 fn unavailable(err: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {err}"))
@@ -89,21 +89,32 @@ impl ChallengeStore for RedisChallengeStore {
     }
 }
 
-/// GCRA in one atomic step: returns 0 when a request may pass (and books
-/// it), else the milliseconds to wait. ARGV: emission interval and burst
-/// tolerance in milliseconds. Redis's own clock is used, so every node
-/// agrees on time.
+/// GCRA over several buckets in one atomic step, all or none: returns 0
+/// when a request may pass (and books it in every bucket, if ARGV[1] is
+/// 1), else the longest wait in milliseconds (booking nothing). ARGV[2k],
+/// ARGV[2k+1]: emission interval and burst tolerance of KEYS[k], in
+/// milliseconds. Redis's own clock is used, so every node agrees on time.
 const GCRA: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local allow_at = tat - tolerance
-if now < allow_at then return allow_at - now end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now)
+local wait = 0
+local booked = {}
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i])
+  local tolerance = tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local allow_at = tat - tolerance
+  if now < allow_at then
+    if allow_at - now > wait then wait = allow_at - now end
+  else
+    booked[i] = tat + interval
+  end
+end
+if wait > 0 or ARGV[1] ~= '1' then return wait end
+for i, key in ipairs(KEYS) do
+  redis.call('SET', key, booked[i], 'PX', booked[i] - now)
+end
 return 0
 "#;
 
@@ -140,23 +151,29 @@ impl RedisRateLimitStore {
 
 #[async_trait]
 impl RateLimitStore for RedisRateLimitStore {
-    async fn take(&self, scope: Scope, key: &str) -> Result<Option<Duration>, StoreError> {
-        let limit = match scope {
-            Scope::ClientIp => self.ip,
-            Scope::Account => self.account,
-        };
-        if limit.per_minute == 0 {
+    async fn take(&self, buckets: &[Bucket], charge: bool) -> Result<Option<Duration>, StoreError> {
+        let mut invocation = self.gcra.prepare_invoke();
+        invocation.arg(u8::from(charge));
+        let mut any = false;
+        for bucket in buckets {
+            let limit = match bucket.scope {
+                Scope::ClientIp => self.ip,
+                Scope::Account => self.account,
+            };
+            let Some((interval_ms, tolerance_ms)) = limit.gcra_ms() else {
+                continue;
+            };
+            invocation
+                .key(self.redis.key(format!("rate:{}", bucket.key)))
+                .arg(interval_ms)
+                .arg(tolerance_ms);
+            any = true;
+        }
+        if !any {
             return Ok(None);
         }
-        let interval_ms = (60_000 / u64::from(limit.per_minute)).max(1);
-        let tolerance_ms = interval_ms * u64::from(limit.burst.max(1) - 1);
-        let bucket = self.redis.key(format!("rate:{key}"));
         let mut conn = self.redis.conn.clone();
-        let wait_ms: u64 = self
-            .gcra
-            .key(bucket)
-            .arg(interval_ms)
-            .arg(tolerance_ms)
+        let wait_ms: u64 = invocation
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;

@@ -8,6 +8,10 @@
 //! remembered (keyed by its exact text, signature included) for a while:
 //! the next request skips the signature check and the claims parsing, and
 //! only its expiry is checked again. Nothing unverified is ever remembered.
+//!
+//! Tokens of a deleted account are refused from then on: the account's id
+//! is kept in memory (for the longest token lifetime) and checked on every
+//! request, verified-token cache or not.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +21,7 @@ use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::AuthLevel;
+use crate::domain::{AuthLevel, AuthMethod};
 
 /// The claims of every access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +30,11 @@ pub struct Claims {
     pub username: String,
     #[serde(rename = "authLevel")]
     pub auth_level: AuthLevel,
+    /// The same as `authLevel`: the name RFC 9470 step-up clients read.
+    pub acr: AuthLevel,
     pub amr: Vec<String>,
+    /// When the authentication that gave the token its level happened.
+    pub auth_time: i64,
     pub iat: i64,
     pub exp: i64,
     pub iss: String,
@@ -41,6 +49,33 @@ pub struct Principal {
     pub username: String,
     pub auth_level: AuthLevel,
     pub claims: Claims,
+}
+
+impl Principal {
+    /// When the authentication behind this token's level happened.
+    pub fn auth_time(&self) -> i64 {
+        self.claims.auth_time
+    }
+}
+
+/// What a token asserts about how its bearer authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub level: AuthLevel,
+    pub amr: Vec<String>,
+    /// Seconds since the epoch.
+    pub auth_time: i64,
+}
+
+impl Grant {
+    /// A grant for `method`, performed at `at`.
+    pub fn new(method: AuthMethod, at: DateTime<Utc>) -> Self {
+        Grant {
+            level: method.level(),
+            amr: method.amr(),
+            auth_time: at.timestamp(),
+        }
+    }
 }
 
 /// A freshly signed token and what the token response says about it.
@@ -65,6 +100,8 @@ const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(300);
 
 pub struct TokenService {
     verified: moka::sync::Cache<String, Arc<Principal>>,
+    /// Deleted accounts (user id → when, in seconds): their tokens are refused.
+    revoked_subjects: moka::sync::Cache<Uuid, i64>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -95,6 +132,10 @@ impl TokenService {
                 .max_capacity(VERIFIED_CACHE_CAPACITY)
                 .time_to_live(VERIFIED_CACHE_TTL)
                 .build(),
+            // An entry is needed only while a token issued before it may live.
+            revoked_subjects: moka::sync::Cache::builder()
+                .time_to_live(password_ttl.max(full_ttl) + Duration::from_secs(1))
+                .build(),
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
@@ -116,16 +157,19 @@ impl TokenService {
         &self,
         user_id: Uuid,
         username: &str,
-        level: AuthLevel,
+        grant: Grant,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
+        let level = grant.level;
         let ttl = self.ttl(level);
         let iat = now.timestamp();
         let claims = Claims {
             sub: user_id.to_string(),
             username: username.to_owned(),
             auth_level: level,
-            amr: level.amr(),
+            acr: level,
+            amr: grant.amr,
+            auth_time: grant.auth_time,
             iat,
             exp: iat + ttl.as_secs() as i64,
             iss: self.issuer.clone(),
@@ -140,10 +184,25 @@ impl TokenService {
         })
     }
 
+    /// From now on, refuses every token of `user_id` issued up to `now`
+    /// (the account was deleted).
+    pub fn revoke_subject(&self, user_id: Uuid, now: DateTime<Utc>) {
+        self.revoked_subjects.insert(user_id, now.timestamp());
+    }
+
+    fn is_revoked(&self, principal: &Principal) -> bool {
+        self.revoked_subjects
+            .get(&principal.user_id)
+            .is_some_and(|at| principal.claims.iat <= at)
+    }
+
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, TokenError> {
         if let Some(known) = self.verified.get(token) {
             if known.claims.exp <= now.timestamp() {
                 return Err(TokenError::Expired);
+            }
+            if self.is_revoked(&known) {
+                return Err(TokenError::Invalid);
             }
             return Ok(Principal::clone(&known));
         }
@@ -160,6 +219,9 @@ impl TokenService {
             auth_level: claims.auth_level,
             claims,
         };
+        if self.is_revoked(&principal) {
+            return Err(TokenError::Invalid);
+        }
         self.verified
             .insert(token.to_owned(), Arc::new(principal.clone()));
         Ok(principal)
@@ -184,6 +246,10 @@ mod tests {
         )
     }
 
+    fn full_grant(now: DateTime<Utc>) -> Grant {
+        Grant::new(AuthMethod::PasskeyStepUp, now)
+    }
+
     fn claims_of(token: &str) -> serde_json::Value {
         let payload = token.split('.').nth(1).unwrap();
         serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
@@ -194,15 +260,22 @@ mod tests {
         let s = service();
         let now = Utc::now();
         let id = Uuid::new_v4();
-        let pwd = s.issue(id, "alice", AuthLevel::Password, now).unwrap();
-        let full = s.issue(id, "alice", AuthLevel::Full, now).unwrap();
+        let login_at = now - chrono::Duration::seconds(42);
+        let pwd = s
+            .issue(id, "alice", Grant::new(AuthMethod::Password, login_at), now)
+            .unwrap();
+        let full = s
+            .issue(id, "alice", Grant::new(AuthMethod::PasskeyStepUp, now), now)
+            .unwrap();
         assert_eq!(pwd.expires_in, 3600);
         assert_eq!(full.expires_in, 900);
         let c = claims_of(&pwd.access_token);
         assert_eq!(c["sub"], id.to_string());
         assert_eq!(c["username"], "alice");
         assert_eq!(c["authLevel"], "password");
+        assert_eq!(c["acr"], "password");
         assert_eq!(c["amr"], serde_json::json!(["pwd"]));
+        assert_eq!(c["auth_time"], login_at.timestamp());
         assert_eq!(c["iss"], "iss-a");
         assert_eq!(c["aud"], "aud-a");
         assert_eq!(
@@ -211,7 +284,9 @@ mod tests {
         );
         let f = claims_of(&full.access_token);
         assert_eq!(f["authLevel"], "full");
+        assert_eq!(f["acr"], "full");
         assert_eq!(f["amr"], serde_json::json!(["pwd", "hwk"]));
+        assert_eq!(f["auth_time"], now.timestamp());
         assert_ne!(c["jti"], f["jti"]);
     }
 
@@ -220,7 +295,7 @@ mod tests {
         let s = service();
         let now = Utc::now();
         let t = s
-            .issue(Uuid::new_v4(), "bob", AuthLevel::Full, now)
+            .issue(Uuid::new_v4(), "bob", full_grant(now), now)
             .unwrap();
         let p = s.verify(&t.access_token, now).unwrap();
         assert_eq!(p.auth_level, AuthLevel::Full);
@@ -234,7 +309,7 @@ mod tests {
         let s = service();
         let now = Utc::now();
         let t = s
-            .issue(Uuid::new_v4(), "carol", AuthLevel::Full, now)
+            .issue(Uuid::new_v4(), "carol", full_grant(now), now)
             .unwrap();
         assert!(s.verify(&t.access_token, now).is_ok());
         assert!(
@@ -248,6 +323,24 @@ mod tests {
         let last = forged.pop().unwrap();
         forged.push(if last == 'A' { 'B' } else { 'A' });
         assert_eq!(s.verify(&forged, now), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn tokens_of_a_revoked_subject_are_refused_cached_or_not() {
+        let s = service();
+        let now = Utc::now();
+        let (gone, kept) = (Uuid::new_v4(), Uuid::new_v4());
+        let cached = s.issue(gone, "gone", full_grant(now), now).unwrap();
+        let fresh = s.issue(gone, "gone", full_grant(now), now).unwrap();
+        let other = s.issue(kept, "kept", full_grant(now), now).unwrap();
+        assert!(s.verify(&cached.access_token, now).is_ok());
+        s.revoke_subject(gone, now);
+        assert_eq!(
+            s.verify(&cached.access_token, now),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(s.verify(&fresh.access_token, now), Err(TokenError::Invalid));
+        assert!(s.verify(&other.access_token, now).is_ok());
     }
 
     #[test]
@@ -276,7 +369,7 @@ mod tests {
         );
         for issuer in [other_iss, other_aud, other_key] {
             let t = issuer
-                .issue(Uuid::new_v4(), "eve", AuthLevel::Full, now)
+                .issue(Uuid::new_v4(), "eve", full_grant(now), now)
                 .unwrap();
             assert_eq!(
                 service().verify(&t.access_token, now),
@@ -290,7 +383,12 @@ mod tests {
         let s = service();
         let now = Utc::now();
         let t = s
-            .issue(Uuid::new_v4(), "eve", AuthLevel::Password, now)
+            .issue(
+                Uuid::new_v4(),
+                "eve",
+                Grant::new(AuthMethod::Password, now),
+                now,
+            )
             .unwrap();
         let parts: Vec<&str> = t.access_token.split('.').collect();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);

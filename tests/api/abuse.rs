@@ -13,6 +13,7 @@ on_both_backends!(
     forwarded_for_from_a_trusted_proxy_names_the_client,
     the_per_account_limit_holds_across_addresses,
     failed_logins_lock_the_account_from_that_address_only,
+    retry_after_during_a_lockout_is_the_whole_remaining_wait,
     signup_and_both_passkey_verifies_are_limited,
 );
 
@@ -81,7 +82,7 @@ async fn the_per_ip_limit_trips_with_retry_after_and_refills(backend: Backend) {
     let mut statuses = [a.status().as_u16(), b.status().as_u16()];
     statuses.sort_unstable();
     assert_eq!(statuses, [401, 429]);
-    actix_web::rt::time::sleep(Duration::from_millis(1_100)).await;
+    app.clock.advance(Duration::from_secs(1));
     assert_eq!(
         login_from(&app, None, "nobody", PASSWORD).await.status(),
         401
@@ -227,6 +228,42 @@ async fn failed_logins_lock_the_account_from_that_address_only(backend: Backend)
     );
 }
 
+async fn retry_after_during_a_lockout_is_the_whole_remaining_wait(backend: Backend) {
+    // The IP bucket (3 at once, then one each 10 s) empties with the three
+    // failures that lock the account for 30 s: the lock is the longer wait.
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("RATE_LIMIT_IP_PER_MINUTE", "6"),
+            ("RATE_LIMIT_IP_BURST", "3"),
+            ("LOGIN_LOCKOUT_THRESHOLD", "3"),
+            ("LOGIN_LOCKOUT_BASE_SECS", "30"),
+        ],
+    )
+    .await;
+    let user = app.new_user().await;
+    // new_user's login took one from the IP bucket; let it refill.
+    app.clock.advance(Duration::from_secs(10));
+    for _ in 0..3 {
+        let res = login_from(&app, None, &user.username, "wrong password!").await;
+        assert_problem(res, 401, "invalid_credentials").await;
+    }
+    // Every refusal names the whole remaining lock, however often asked.
+    for (named, then_wait) in [(30, 10), (20, 15), (5, 5)] {
+        let wait =
+            assert_rate_limited(login_from(&app, None, &user.username, PASSWORD).await).await;
+        assert_eq!(wait, named);
+        app.clock.advance(Duration::from_secs(then_wait));
+    }
+    // Waiting exactly the advertised time is enough: the request is heard.
+    assert_eq!(
+        login_from(&app, None, &user.username, PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
 async fn signup_and_both_passkey_verifies_are_limited(backend: Backend) {
     let app = TestApp::spawn_with(
         backend,
@@ -243,15 +280,15 @@ async fn signup_and_both_passkey_verifies_are_limited(backend: Backend) {
     let user = app.new_user().await;
     let mut device = TestAuthenticator::new();
     app.register_passkey(&user.token, &mut device).await;
-    let options = app.registration_options(&user.token).await;
+    let full = app.step_up(&user.token, &mut device).await;
+    let options = app.registration_options(&full).await;
     let mut second = TestAuthenticator::new();
     let body = second.register(&options, ORIGIN).unwrap();
     let res = app
-        .post_json("/passkeys/register/verify", &body, Some(&user.token))
+        .post_json("/passkeys/register/verify", &body, Some(&full))
         .await;
     assert_rate_limited(res).await;
 
-    app.step_up(&user.token, &mut device).await;
     let options = app.authentication_options(&user.token).await;
     let body = device.authenticate(&options, ORIGIN).unwrap();
     let res = app

@@ -3,9 +3,6 @@
 use diesel::prelude::*;
 use serde_json::{json, Value};
 
-use passkey_auth::config::DatabaseUrl;
-use passkey_auth::db::ConnectionManager;
-
 use crate::helpers::*;
 
 on_both_backends!(
@@ -218,8 +215,7 @@ async fn login_matches_the_username_case_insensitively(backend: Backend) {
 async fn passwords_are_stored_as_argon2id_phc_strings(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.signup("heidi", PASSWORD).await;
-    let url = DatabaseUrl::parse(&app.database_url).unwrap();
-    let mut conn = r2d2_connect(url);
+    let mut conn = app.db();
     use passkey_auth::schema::users::dsl::*;
     let stored: Vec<String> = users.select(password_hash).load(&mut conn).unwrap();
     assert_eq!(stored.len(), 1);
@@ -229,13 +225,6 @@ async fn passwords_are_stored_as_argon2id_phc_strings(backend: Backend) {
         stored[0]
     );
     assert!(!stored[0].contains(PASSWORD));
-}
-
-fn r2d2_connect(url: DatabaseUrl) -> passkey_auth::db::AnyConnection {
-    use diesel::r2d2::ManageConnection;
-    ConnectionManager::new(url)
-        .connect()
-        .expect("connect to the test database")
 }
 
 async fn me_returns_the_account_and_token_level(backend: Backend) {

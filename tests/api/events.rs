@@ -87,10 +87,12 @@ async fn each_auth_event_is_recorded_for_its_user_newest_first(backend: Backend)
     assert_eq!(
         kinds(&page),
         [
+            "recovery_codes_deleted",
             "passkey_deleted",
             "passkey_renamed",
             "passkey_verified",
             "passkey_verification_failed",
+            "recovery_codes_issued",
             "passkey_registered",
             "login_failed",
             "login_succeeded",

@@ -192,6 +192,54 @@ impl TestApp {
         }
     }
 
+    /// A direct connection to the test's database, to check what is stored.
+    pub fn db(&self) -> passkey_auth::db::AnyConnection {
+        use diesel::r2d2::ManageConnection;
+        let url = passkey_auth::config::DatabaseUrl::parse(&self.database_url).unwrap();
+        passkey_auth::db::ConnectionManager::new(url)
+            .connect()
+            .expect("connect to the test database")
+    }
+
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
+        let mut req = self.client.delete(self.url(path));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// `POST /auth/recovery` with `code`.
+    pub async fn recover(&self, token: &str, code: &str) -> Response {
+        self.post_json("/auth/recovery", &json!({ "code": code }), Some(token))
+            .await
+    }
+
+    /// The `type` of the caller's latest (at most 100) audit events, newest first.
+    pub async fn event_kinds(&self, token: &str) -> Vec<String> {
+        let res = self.get("/auth/events?limit=100", Some(token)).await;
+        assert_eq!(res.status(), 200, "GET /auth/events");
+        let page: Value = res.json().await.unwrap();
+        page["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["type"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub async fn me(&self, token: &str) -> Value {
+        let res = self.get("/auth/me", Some(token)).await;
+        assert_eq!(res.status(), 200, "GET /auth/me");
+        res.json().await.unwrap()
+    }
+
+    /// The app's clock, in seconds (what `iat` and `auth_time` read).
+    pub fn clock_secs(&self) -> i64 {
+        use passkey_auth::clock::Clock;
+        self.clock.now().timestamp()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

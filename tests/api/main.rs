@@ -7,13 +7,17 @@ mod common;
 mod helpers;
 
 mod abuse;
+mod account;
 mod auth;
+mod details;
 mod events;
 mod fuzz;
 mod headers;
 mod passkeys;
 mod proxy;
+mod recovery;
 mod redis;
 mod resilience;
 mod routes;
+mod stepup;
 mod tokens;

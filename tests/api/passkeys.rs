@@ -166,19 +166,21 @@ async fn registration_accepts_browser_json_and_a_nickname(backend: Backend) {
     assert_eq!(summary["credentialId"], device.credential_id_b64());
     assert_eq!(summary["transports"], json!(["internal"]));
 
-    // Without a nickname the passkey gets a default one.
+    // Without a nickname the passkey gets a default one (a further passkey
+    // takes a fresh passkey verification).
+    let full = app.step_up(&user.token, &mut device).await;
     let mut second = TestAuthenticator::new();
-    let summary = app.register_passkey(&user.token, &mut second).await;
+    let summary = app.register_passkey(&full, &mut second).await;
     assert_eq!(summary["nickname"], "Passkey");
     assert_eq!(app.passkey_count(&user.token).await, 2);
 
     // An invalid nickname is refused before anything is stored.
     let mut third = TestAuthenticator::new();
-    let options = app.registration_options(&user.token).await;
+    let options = app.registration_options(&full).await;
     let mut body = third.register(&options, ORIGIN).unwrap();
     body["nickname"] = json!("n".repeat(65));
     let problem = assert_problem(
-        verify_registration(&app, &user.token, &body).await,
+        verify_registration(&app, &full, &body).await,
         400,
         "invalid_request",
     )
@@ -186,7 +188,7 @@ async fn registration_accepts_browser_json_and_a_nickname(backend: Backend) {
     assert!(problem["detail"].as_str().unwrap().contains("nickname"));
     body["nickname"] = json!(7);
     assert_problem(
-        verify_registration(&app, &user.token, &body).await,
+        verify_registration(&app, &full, &body).await,
         400,
         "invalid_request",
     )
@@ -203,7 +205,8 @@ async fn registration_options_exclude_the_callers_credentials(backend: Backend) 
     app.register_passkey(&alice.token, &mut a1).await;
     app.register_passkey(&bob.token, &mut b1).await;
 
-    let options = app.registration_options(&alice.token).await;
+    let full = app.step_up(&alice.token, &mut a1).await;
+    let options = app.registration_options(&full).await;
     let excluded: Vec<&str> = options["publicKey"]["excludeCredentials"]
         .as_array()
         .unwrap()
@@ -225,7 +228,8 @@ async fn authentication_options_allow_only_the_callers_credentials(backend: Back
         TestAuthenticator::new(),
     );
     app.register_passkey(&alice.token, &mut a1).await;
-    app.register_passkey(&alice.token, &mut a2).await;
+    let full = app.step_up(&alice.token, &mut a1).await;
+    app.register_passkey(&full, &mut a2).await;
     app.register_passkey(&bob.token, &mut b1).await;
 
     let options = app.authentication_options(&alice.token).await;
@@ -271,18 +275,18 @@ async fn a_challenge_serves_one_verify_attempt(backend: Backend) {
         verify_registration(&app, &user.token, &body).await.status(),
         201
     );
-    let replay = verify_registration(&app, &user.token, &body).await;
-    assert_challenge_expired(replay).await;
+    let registration = body;
 
     let options = app.authentication_options(&user.token).await;
     let body = device.authenticate(&options, ORIGIN).unwrap();
-    assert_eq!(
-        verify_authentication(&app, &user.token, &body)
-            .await
-            .status(),
-        200
-    );
+    let res = verify_authentication(&app, &user.token, &body).await;
+    assert_eq!(res.status(), 200);
+    let full: Value = res.json().await.unwrap();
+    let full = full["accessToken"].as_str().unwrap();
     let replay = verify_authentication(&app, &user.token, &body).await;
+    assert_challenge_expired(replay).await;
+    // The registration, replayed by a caller the recent guard admits.
+    let replay = verify_registration(&app, full, &registration).await;
     assert_challenge_expired(replay).await;
 
     // Verify with no options at all.
@@ -328,7 +332,8 @@ async fn a_failed_verify_consumes_the_challenge(backend: Backend) {
 }
 
 async fn challenges_expire(backend: Backend) {
-    let app = TestApp::spawn(backend).await;
+    // A step-up window longer than the clock moves: only the challenges expire.
+    let app = TestApp::spawn_with(backend, &[("STEP_UP_MAX_AGE_SECS", "3600")]).await;
     let user = app.new_user().await;
     let mut device = TestAuthenticator::new();
 
@@ -372,8 +377,9 @@ async fn challenges_are_bound_to_user_and_ceremony(backend: Backend) {
     );
 
     // A registration challenge does not serve an authentication verify.
+    let full = app.step_up(&alice.token, &mut device).await;
     let mut other = TestAuthenticator::new();
-    let reg_options = app.registration_options(&alice.token).await;
+    let reg_options = app.registration_options(&full).await;
     let assertion = device
         .authenticate_with(
             &reg_options,
@@ -387,12 +393,7 @@ async fn challenges_are_bound_to_user_and_ceremony(backend: Backend) {
     assert_challenge_expired(verify_authentication(&app, &alice.token, &assertion).await).await;
     // The registration challenge is untouched by that attempt.
     let body = other.register(&reg_options, ORIGIN).unwrap();
-    assert_eq!(
-        verify_registration(&app, &alice.token, &body)
-            .await
-            .status(),
-        201
-    );
+    assert_eq!(verify_registration(&app, &full, &body).await.status(), 201);
 }
 
 async fn wrong_origin_is_refused_and_nothing_is_stored(backend: Backend) {
@@ -638,6 +639,7 @@ async fn a_registered_credential_cannot_be_registered_again(backend: Backend) {
     let bob = app.new_user().await;
     let mut device = TestAuthenticator::new();
     app.register_passkey(&alice.token, &mut device).await;
+    let full = app.step_up(&alice.token, &mut device).await;
 
     // The same credential for another user.
     let options = app.registration_options(&bob.token).await;
@@ -651,7 +653,7 @@ async fn a_registered_credential_cannot_be_registered_again(backend: Backend) {
     assert_eq!(app.passkey_count(&bob.token).await, 0);
 
     // The same credential again for its owner, past the exclude list.
-    let options = app.registration_options(&alice.token).await;
+    let options = app.registration_options(&full).await;
     let body = device
         .register_with(
             &options,
@@ -663,7 +665,7 @@ async fn a_registered_credential_cannot_be_registered_again(backend: Backend) {
         )
         .unwrap();
     assert_problem(
-        verify_registration(&app, &alice.token, &body).await,
+        verify_registration(&app, &full, &body).await,
         409,
         "credential_exists",
     )
@@ -676,7 +678,10 @@ async fn passkey_summaries_never_show_key_material(backend: Backend) {
     let user = app.new_user().await;
     let mut device = TestAuthenticator::new();
     device.set_backup_flags(true, true);
-    let summary = app.register_passkey(&user.token, &mut device).await;
+    let mut summary = app.register_passkey(&user.token, &mut device).await;
+    // The first passkey's answer also carries the recovery codes, once.
+    let codes = summary.as_object_mut().unwrap().remove("recoveryCodes");
+    assert_eq!(codes.unwrap().as_array().unwrap().len(), 10);
     let list: Value = app
         .get("/passkeys", Some(&user.token))
         .await

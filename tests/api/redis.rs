@@ -95,7 +95,8 @@ async fn one_challenge_serves_one_of_many_concurrent_verifies() {
 #[actix_web::test]
 async fn challenges_in_redis_still_expire_by_the_service_clock() {
     let url = needs_redis!();
-    let (app, _) = spawn_on_redis(&url, &[]).await;
+    // A step-up window longer than the clock moves: only the challenge expires.
+    let (app, _) = spawn_on_redis(&url, &[("STEP_UP_MAX_AGE_SECS", "3600")]).await;
     let user = app.new_user().await;
     let mut device = TestAuthenticator::new();
     let options = app.registration_options(&user.token).await;
@@ -130,7 +131,9 @@ async fn rate_limits_and_lockouts_live_in_redis() {
     let res = app.login("redis-user", PASSWORD).await;
     assert_eq!(res.headers()["retry-after"], "30");
     assert_problem(res, 429, "rate_limited").await;
-    // The IP bucket (burst 3) is now empty too.
+    // The refused login was charged to no bucket: the IP bucket (burst 3)
+    // has one request left, then it is empty.
+    assert_eq!(app.login("someone-else", PASSWORD).await.status(), 401);
     let res = app.login("someone-else", PASSWORD).await;
     assert_problem(res, 429, "rate_limited").await;
 }

@@ -1,0 +1,23 @@
+//! What every handler and guard can reach: the services, built once at
+//! start by [`crate::startup`], which controllers and guards see only
+//! through this type.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::services::auth::AuthService;
+use crate::services::health::HealthService;
+use crate::services::passkeys::PasskeyService;
+use crate::services::step_up::StepUpPolicy;
+use crate::services::tokens::TokenService;
+
+pub struct AppState {
+    pub auth: AuthService,
+    pub passkeys: PasskeyService,
+    pub health: HealthService,
+    pub tokens: Arc<TokenService>,
+    pub step_up: StepUpPolicy,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub clock: Arc<dyn Clock>,
+}
