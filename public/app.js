@@ -21,6 +21,10 @@ const state = {
   passkeys: null,     // last GET /passkeys answer (null = not loaded)
   busy: false,        // one request/ceremony at a time; controls are disabled meanwhile
   ceremony: null,     // { controller, kind } while a passkey prompt is open
+  reauth: null,       // { need: 'full'|'password', label, resolve, reject, running } while re-verification is asked
+  codes: null,        // recovery codes on show (shown once), or null
+  focusAfter: null,   // element to focus once the running action ends (instead of restoring focus)
+  maxAge: null,       // STEP_UP_MAX_AGE_SECS, once a challenge told it (max_age)
 };
 
 const webauthnAvailable = typeof window.PublicKeyCredential === 'function';
@@ -63,13 +67,39 @@ function decodeJwt(token) {
 // ---------------------------------------------------------------- errors
 
 class ApiError extends Error {
-  constructor(status, body, token) {
+  constructor(status, body, token, wwwAuthenticate) {
     const problem = body && typeof body === 'object' ? body : {};
     super(problem.detail || problem.title || (typeof body === 'string' && body) || `HTTP ${status}`);
     this.name = 'ApiError';
     this.status = status;
     this.code = problem.code || null;
     this.token = token || null; // the token the request carried, if any
+    // The parsed WWW-Authenticate challenge (readable: the page is same-origin).
+    this.challenge = parseChallenge(wwwAuthenticate);
+  }
+}
+
+// `Bearer error="...", acr_values="full", max_age=300` → { scheme, params }.
+// One challenge is enough here; quoted strings may hold commas and \-escapes.
+function parseChallenge(header) {
+  if (!header || typeof header !== 'string') return null;
+  const match = /^\s*([A-Za-z0-9!#$%&'*+.^_`|~-]+)\s*(.*)$/.exec(header);
+  if (!match) return null;
+  const params = {};
+  const re = /([A-Za-z0-9_-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
+  let m;
+  while ((m = re.exec(match[2])) !== null) {
+    params[m[1].toLowerCase()] = m[2] !== undefined ? m[2].replace(/\\(.)/g, '$1') : m[3];
+  }
+  return { scheme: match[1], params };
+}
+
+// Re-verification was abandoned: the action the person clicked did not run.
+class ReauthCancelledError extends Error {
+  constructor(label) {
+    super(`${label} cancelled: nothing was changed. It needs a recent verification; you can try again at any time.`);
+    this.name = 'ReauthCancelledError';
+    this.code = 'cancelled';
   }
 }
 
@@ -108,6 +138,8 @@ const CODE_HINTS = {
   challenge_expired: 'The passkey challenge expired or was already used: start again.',
   invalid_credentials: 'Check the username and password.',
   username_taken: 'Pick another username, or log in.',
+  invalid_recovery_code: 'Check the code; each one works only once.',
+  reauthentication_required: 'Verify again, then repeat the change.',
 };
 
 function describeWebAuthnException(err) {
@@ -161,13 +193,19 @@ async function request(method, path, { body, auth = true } = {}) {
   if (text) {
     try { parsed = JSON.parse(text); } catch (_) { parsed = text; }
   }
-  return { status: response.status, ok: response.ok, body: parsed, token };
+  return {
+    status: response.status,
+    ok: response.ok,
+    body: parsed,
+    token,
+    wwwAuthenticate: response.headers.get('WWW-Authenticate'),
+  };
 }
 
 // High level: resolves with the body on 2xx, throws ApiError otherwise.
 async function api(method, path, options) {
   const res = await request(method, path, options);
-  if (!res.ok) throw new ApiError(res.status, res.body, res.token);
+  if (!res.ok) throw new ApiError(res.status, res.body, res.token, res.wwwAuthenticate);
   return res.body;
 }
 
@@ -249,6 +287,7 @@ async function runCeremony(kind, call) {
   const controller = new AbortController();
   state.ceremony = { controller, kind };
   renderCeremony();
+  renderReauth();
   $('cancel-passkey').focus();
   try {
     const credential = await call(controller.signal);
@@ -260,6 +299,7 @@ async function runCeremony(kind, call) {
   } finally {
     state.ceremony = null;
     renderCeremony();
+    renderReauth();
   }
 }
 
@@ -343,6 +383,7 @@ function clearSession() {
   state.stepUpLost = false;
   state.me = null;
   state.passkeys = null;
+  state.codes = null; // shown once, and not to whoever uses the page next
 }
 
 // Drops an expired full-level token; true when that leaves a live password one.
@@ -423,6 +464,21 @@ function renderExpiry() {
   $('token-full-expiry').textContent = expiryText(state.tokens.full,
     state.stepUpLost ? 'expired: verify with your passkey again' : 'none');
   $('token-full-expiry').classList.toggle('expired', state.stepUpLost && !state.tokens.full);
+  $('claim-auth-time').textContent = authTimeText(shown);
+}
+
+// "12:34:56 (0:42 ago)", plus whether it is within the window of recent-only
+// changes, once the server told it (max_age of a challenge).
+function authTimeText(token) {
+  const c = token && token.claims;
+  if (!c) return '—';
+  if (typeof c.auth_time !== 'number') return 'not in this token';
+  const ago = Math.max(0, Math.floor(Date.now() / 1000 - c.auth_time));
+  let text = `${formatTime(c.auth_time)} (${formatDuration(ago)} ago)`;
+  if (state.maxAge !== null) {
+    text += ago <= state.maxAge ? `, within the ${state.maxAge} s window` : `, older than the ${state.maxAge} s window`;
+  }
+  return text;
 }
 
 function renderSession() {
@@ -443,7 +499,11 @@ function renderSession() {
   let status = 'Not logged in.';
   if (shown && !shown.claims) status = 'Logged in, but the token could not be decoded.';
   else if (expired) status = `The session of ${c.username || '?'} has expired: log in again.`;
-  else if (level === 'full') status = 'Logged in with a password and a passkey.';
+  else if (level === 'full') {
+    status = Array.isArray(c.amr) && c.amr.includes('otp')
+      ? 'Logged in with a password and a recovery code.'
+      : 'Logged in with a password and a passkey.';
+  }
   else if (level === 'password' && state.stepUpLost) {
     status = 'The full-level token expired: verify with your passkey again.';
   } else if (level === 'password') status = 'Logged in with a password only.';
@@ -454,6 +514,7 @@ function renderSession() {
   $('claim-username').textContent = shown ? (c.username || '—') : '—';
   $('claim-auth-level').textContent = shown ? shownLevel : '—';
   $('claim-amr').textContent = shown && Array.isArray(c.amr) ? c.amr.join(', ') : '—';
+  $('claim-acr').textContent = shown && c.acr !== undefined ? String(c.acr) : '—';
   $('claim-sub').textContent = shown && c.sub !== undefined ? String(c.sub) : '—';
   $('claim-iat').textContent = shown && c.iat ? formatDate(c.iat) : '—';
   renderExpiry();
@@ -466,6 +527,25 @@ function renderMe() {
   $('me-display-name').textContent = state.me ? (state.me.displayName || '—') : '—';
   $('me-passkey-count').textContent = state.me && state.me.passkeyCount !== undefined
     ? String(state.me.passkeyCount) : '—';
+  const remaining = state.me ? state.me.recoveryCodesRemaining : undefined;
+  $('me-recovery-remaining').textContent = typeof remaining === 'number' ? `${remaining} left` : '—';
+  $('account-manage').hidden = !(activeToken() && state.me);
+  if ($('account-manage').hidden) setDeleteConfirm(false);
+  $('recovery-codes-hint').textContent = passkeyCount() === 0
+    ? 'Recovery codes come with your first passkey.'
+    : 'Replaces every unused code.';
+}
+
+// The account's passkey count as far as the page knows (null: not known yet).
+function passkeyCount() {
+  if (Array.isArray(state.passkeys)) return state.passkeys.length;
+  if (state.me && typeof state.me.passkeyCount === 'number') return state.me.passkeyCount;
+  return null;
+}
+
+function username() {
+  const token = activeToken() || displayedToken();
+  return (state.me && state.me.username) || (token && token.claims && token.claims.username) || '';
 }
 
 // A DOM id derived from the passkey id (ids may contain any characters).
@@ -554,11 +634,12 @@ function renderStepUpHint() {
   hint.hidden = false;
   hint.classList.toggle('hint--alert', state.stepUpLost);
   if (state.stepUpLost) {
-    hint.textContent = 'Your full-level token expired. Verify with your passkey again to call full-level routes and to rename or delete passkeys.';
+    hint.textContent = 'Your full-level token expired. Verify with your passkey again to call full-level routes and to rename passkeys.';
   } else if (state.passkeys && state.passkeys.length === 0) {
     hint.textContent = 'Register a passkey, then verify with it to get a full-level token.';
   } else {
-    hint.textContent = 'Renaming or deleting a passkey and GET /protected/full need a full-level token: verify with a passkey first.';
+    hint.textContent = 'Renaming a passkey and GET /protected/full need a full-level token: verify with a passkey first. '
+      + 'Changes to how the account is protected ask for your passkey when they need it.';
   }
 }
 
@@ -579,7 +660,19 @@ function renderControls() {
   set('call-basic', live && idle);
   // Enabled at password level too: its 403 answer is part of the demo.
   set('call-full', live && idle);
-  for (const el of $('passkey-list').querySelectorAll('input, button')) el.disabled = !(full && idle);
+  // Renaming needs the full level; deleting asks for the passkey itself when needed.
+  for (const el of $('passkey-list').querySelectorAll('input, .rename-button')) el.disabled = !(full && idle);
+  for (const el of $('passkey-list').querySelectorAll('.delete-button')) el.disabled = !(live && idle);
+  const count = passkeyCount();
+  // Recovery codes exist to get back to a passkey: none without one.
+  set('new-recovery-codes', live && idle && count !== 0);
+  for (const id of ['current-password', 'new-password', 'change-password', 'delete-account',
+    'delete-account-confirm', 'delete-account-cancel']) set(id, live && idle);
+  // The recovery-code step-up: at password level, for an account with a passkey.
+  // (The re-verification panel has its own while it is open.)
+  $('recovery-form').hidden = !(state.level === 'password' && count !== null && count > 0) || Boolean(state.reauth);
+  set('recovery-code', live && idle);
+  set('use-recovery-code', live && idle);
   renderStepUpHint();
   document.body.setAttribute('aria-busy', String(state.busy));
 }
@@ -596,12 +689,63 @@ function renderCeremony() {
   }
 }
 
+// The re-verification panel: the passkey (or a recovery code) for the full
+// level, the password for an account without a passkey.
+function renderReauth() {
+  const r = state.reauth;
+  const panel = $('reauth');
+  panel.hidden = !r;
+  if (!r) {
+    // The prompt's Cancel panel goes back to the passkeys card.
+    if ($('ceremony').parentElement !== ceremonyHome.parent) ceremonyHome.parent.insertBefore($('ceremony'), ceremonyHome.next);
+    return;
+  }
+  const full = r.need === 'full';
+  $('reauth-passkey').hidden = !full;
+  $('reauth-password-form').hidden = full;
+  // While it asks, a passkey prompt shows its Cancel button in this panel.
+  if (full && $('ceremony').parentElement !== $('reauth-passkey')) {
+    $('reauth-passkey').insertBefore($('ceremony'), $('reauth-code-form'));
+  }
+  $('reauth-heading').textContent = full ? 'Confirm it is you with your passkey' : 'Confirm it is you with your password';
+  $('reauth-reason').textContent = r.reason;
+  $('reauth-username').textContent = username() || 'your account';
+  const running = r.running;
+  // While the prompt is open, its own status and Cancel button stand in for this button.
+  $('reauth-passkey-button').parentElement.hidden = Boolean(state.ceremony);
+  $('reauth-cancel').parentElement.hidden = Boolean(state.ceremony);
+  $('reauth-passkey-button').disabled = running || !webauthnAvailable;
+  $('reauth-passkey-button').textContent = r.tried ? 'Try the passkey again' : 'Verify with a passkey';
+  for (const id of ['reauth-code', 'reauth-code-submit', 'reauth-password', 'reauth-password-submit', 'reauth-cancel']) {
+    $(id).disabled = running;
+  }
+}
+
+// The recovery codes panel, shown once per set of codes.
+function renderCodes() {
+  const panel = $('codes-panel');
+  panel.hidden = !state.codes;
+  const list = $('codes-list');
+  if (!state.codes) {
+    list.replaceChildren();
+    delete list.dataset.key;
+    $('codes-copy-status').textContent = '';
+    return;
+  }
+  if (list.dataset.key === state.codes.key) return;
+  list.dataset.key = state.codes.key;
+  list.replaceChildren(...state.codes.codes.map((code) => h('li', {}, h('code', { className: 'code', textContent: code }))));
+  $('codes-copy-status').textContent = '';
+}
+
 function renderAll() {
   renderSession();
   renderMe();
   renderPasskeys();
   renderControls();
   renderCeremony();
+  renderReauth();
+  renderCodes();
 }
 
 function renderResult(method, path, res) {
@@ -646,18 +790,243 @@ async function runAction(label, fn) {
   if (state.busy) return;
   const focusedBefore = document.activeElement;
   state.busy = true;
+  state.focusAfter = null;
   renderControls();
   try {
     await fn();
   } catch (err) {
     absorbError(err);
-    if (err instanceof CancelledError) showMessage('warning', err.message, err);
+    if (err instanceof CancelledError || err instanceof ReauthCancelledError) showMessage('warning', err.message, err);
     else showMessage('error', `${label} failed: ${describeError(err)}`, err);
   } finally {
     state.busy = false;
     renderAll();
-    restoreFocus(focusedBefore);
+    const target = state.focusAfter;
+    state.focusAfter = null;
+    if (target && target.getClientRects().length) {
+      target.focus({ preventScroll: true });
+      reveal(target);
+    } else {
+      restoreFocus(focusedBefore);
+    }
   }
+}
+
+// Scrolls `el` into view below the sticky message, if it is not in view already.
+function reveal(el) {
+  const box = el.getBoundingClientRect();
+  const offset = $('message').offsetHeight + 16;
+  if (box.top < offset || box.bottom > window.innerHeight) {
+    window.scrollTo(0, Math.max(0, window.scrollY + box.top - offset));
+  }
+}
+
+// ---------------------------------------------------------------- recent verification
+
+// Runs a "recent" action (one that changes how the account is protected).
+// When the server asks for a fresh verification (403 passkey_required or
+// reauthentication_required), asks the person for it in the re-verification
+// panel, then runs the action again, without a second click.
+function runRecentAction(label, fn) {
+  return runAction(label, async () => {
+    for (let round = 0; ; round += 1) {
+      try {
+        return await fn();
+      } catch (err) {
+        const need = verificationNeeded(err);
+        if (!need || round >= 2) throw err;
+        absorbError(err);
+        await reverify(need, err, label);
+      }
+    }
+  });
+}
+
+// 'full' (passkey or recovery code), 'password', or null when `err` does not ask for one.
+// The WWW-Authenticate challenge says which (acr_values); without it, the
+// account's passkeys do.
+function verificationNeeded(err) {
+  if (!(err instanceof ApiError) || err.status !== 403) return null;
+  if (err.code !== 'passkey_required' && err.code !== 'reauthentication_required') return null;
+  const params = (err.challenge && err.challenge.params) || {};
+  const maxAge = Number.parseInt(params.max_age, 10);
+  if (Number.isFinite(maxAge) && maxAge >= 0) state.maxAge = maxAge;
+  const acr = typeof params.acr_values === 'string' ? params.acr_values.split(/\s+/) : [];
+  if (acr.includes('full')) return 'full';
+  if (acr.includes('password')) return 'password';
+  if (err.code === 'passkey_required') return 'full';
+  return passkeyCount() === 0 ? 'password' : 'full';
+}
+
+// 45 → "45 seconds", 300 → "5 minutes", 330 → "5 minutes 30 seconds".
+function humanSeconds(total) {
+  const n = Math.max(0, Math.round(total));
+  const m = Math.floor(n / 60);
+  const sec = n % 60;
+  const part = (v, unit) => `${v} ${unit}${v === 1 ? '' : 's'}`;
+  if (m === 0) return part(sec, 'second');
+  return sec ? `${part(m, 'minute')} ${part(sec, 'second')}` : part(m, 'minute');
+}
+
+// Why the panel asks, in the person's terms.
+function reauthReason(err, need, label) {
+  const what = `the ${label.toLowerCase()}`;
+  const how = need === 'full'
+    ? 'Confirm with your passkey (or one of your recovery codes)'
+    : 'Enter your password again';
+  if (err.code === 'passkey_required') {
+    return `This change needs a recent verification with your passkey: your account has one, so a password `
+      + `login is not enough to change how it is protected. ${how}, and ${what} continues by itself.`;
+  }
+  const c = err.token && err.token.claims;
+  const since = c && typeof c.auth_time === 'number'
+    ? ` was ${humanSeconds(Date.now() / 1000 - c.auth_time)} ago` : ' is too old';
+  const limit = state.maxAge !== null ? `; changes like this one accept ${humanSeconds(state.maxAge)} at most` : '';
+  const last = need === 'full' ? 'Your last verification' : 'Your password login';
+  return `This change needs a recent verification. ${last}${since}${limit}. ${how}, and ${what} continues by itself.`;
+}
+
+// Opens the re-verification panel; resolves once a fresh token is stored,
+// rejects with ReauthCancelledError when the person gives up.
+function reverify(need, err, label) {
+  return new Promise((resolve, reject) => {
+    state.reauth = {
+      need, label, resolve, reject, reason: reauthReason(err, need, label), running: false, tried: false,
+    };
+    $('reauth-code').value = '';
+    $('reauth-password').value = '';
+    renderAll();
+    showMessage('warning', need === 'full'
+      ? `${label}: this change needs a recent verification. Confirm with your passkey (or a recovery code) to continue.`
+      : `${label}: this change needs a recent verification. Enter your password again to continue.`, err);
+    const panel = $('reauth');
+    reveal(panel);
+    if (need === 'full' && webauthnAvailable) {
+      reauthWithPasskey(); // the prompt opens at once; its Cancel button is in the panel
+    } else {
+      $(need === 'full' ? 'reauth-code' : 'reauth-password').focus({ preventScroll: true });
+    }
+  });
+}
+
+function finishReauth(r) {
+  if (state.reauth !== r) return;
+  state.reauth = null;
+  renderAll();
+  r.resolve();
+}
+
+// Ends the panel: Cancel, Escape, or a session that is gone.
+function abandonReauth(err) {
+  const r = state.reauth;
+  if (!r) return;
+  state.reauth = null;
+  renderAll();
+  r.reject(err || new ReauthCancelledError(r.label));
+}
+
+// A failed attempt keeps the panel open for another try, unless the session is gone.
+function reauthAttemptFailed(r, err, focusId) {
+  r.running = false;
+  if (focusId === 'reauth-passkey-button') r.tried = true;
+  absorbError(err);
+  if (!activeToken()) {
+    abandonReauth(err);
+    return;
+  }
+  renderAll();
+  if (err instanceof CancelledError) {
+    showMessage('warning', 'Passkey prompt was cancelled. Try the passkey again, use a recovery code, '
+      + 'or press Cancel to leave the change undone.', err);
+  } else {
+    showMessage('error', `Verification failed: ${describeError(err)}`, err);
+  }
+  const el = $(focusId);
+  if (el && !el.disabled) el.focus();
+}
+
+// GET options, the browser's prompt, POST verify: the full-level token is stored.
+async function passkeyStepUp() {
+  const publicKey = publicKeyFrom(await api('GET', '/passkeys/authenticate/options'));
+  showMessage('info', 'Follow your browser\'s prompt to use your passkey…');
+  const credential = await runCeremony('get', (signal) => navigator.credentials.get({
+    publicKey: requestOptionsFromJSON(publicKey), signal,
+  }));
+  const answer = await api('POST', '/passkeys/authenticate/verify', { body: credentialToJSON(credential) });
+  acceptTokenResponse(answer);
+  renderAll();
+  return answer;
+}
+
+function amrText(answer) {
+  const claims = decodeJwt(answer && answer.accessToken);
+  return claims && Array.isArray(claims.amr) ? claims.amr.join(', ') : '?';
+}
+
+async function reauthWithPasskey() {
+  const r = state.reauth;
+  if (!r || r.running) return;
+  r.running = true;
+  renderReauth();
+  try {
+    const answer = await passkeyStepUp();
+    showMessage('success', `Passkey verified (authLevel: ${answer.authLevel}): continuing with the ${r.label.toLowerCase()}…`);
+    finishReauth(r);
+  } catch (err) {
+    reauthAttemptFailed(r, err, 'reauth-passkey-button');
+  }
+}
+
+function onReauthCode(event) {
+  event.preventDefault();
+  const r = state.reauth;
+  const code = $('reauth-code').value.trim();
+  if (!r || r.running || !code) return;
+  r.running = true;
+  renderReauth();
+  (async () => {
+    try {
+      const answer = await api('POST', '/auth/recovery', { body: { code } });
+      acceptTokenResponse(answer);
+      $('reauth-code').value = '';
+      showMessage('success', `Recovery code accepted (authLevel: ${answer.authLevel}, amr: ${amrText(answer)}): `
+        + `continuing with the ${r.label.toLowerCase()}…`);
+      finishReauth(r);
+    } catch (err) {
+      reauthAttemptFailed(r, err, 'reauth-code');
+    }
+  })();
+}
+
+function onReauthPassword(event) {
+  event.preventDefault();
+  const r = state.reauth;
+  const password = $('reauth-password').value;
+  if (!r || r.running || !password) return;
+  r.running = true;
+  renderReauth();
+  (async () => {
+    try {
+      const answer = await api('POST', '/auth/login', { body: { username: username(), password }, auth: false });
+      // A new login: its password-level token is the fresh one (a full-level
+      // token of the old login would be sent first, and refused again).
+      storeToken('full', null);
+      state.stepUpLost = false;
+      acceptTokenResponse(answer);
+      $('reauth-password').value = '';
+      showMessage('success', `Password confirmed: continuing with the ${r.label.toLowerCase()}…`);
+      finishReauth(r);
+    } catch (err) {
+      $('reauth-password').value = '';
+      reauthAttemptFailed(r, err, 'reauth-password');
+    }
+  })();
+}
+
+function onReauthCancel() {
+  if (!state.reauth) return;
+  if (state.reauth.running) cancelCeremony();
+  else abandonReauth();
 }
 
 // Reloads GET /auth/me and GET /passkeys (after login and every passkey change).
@@ -718,7 +1087,7 @@ function onRegisterPasskey(event) {
   event.preventDefault();
   const form = event.currentTarget;
   const nickname = $('passkey-nickname').value.trim();
-  runAction('Passkey registration', async () => {
+  runRecentAction('Passkey registration', async () => {
     const publicKey = publicKeyFrom(await api('GET', '/passkeys/register/options'));
     showMessage('info', 'Follow your browser\'s prompt to create a passkey…');
     const credential = await runCeremony('create', (signal) => navigator.credentials.create({
@@ -728,23 +1097,132 @@ function onRegisterPasskey(event) {
     if (nickname) body.nickname = nickname;
     const summary = await api('POST', '/passkeys/register/verify', { body });
     form.reset();
-    showMessage('success', `Passkey ${summary && summary.nickname ? `"${summary.nickname}" ` : ''}registered.`);
+    const name = `Passkey ${summary && summary.nickname ? `"${summary.nickname}" ` : ''}registered.`;
+    // The account's first passkey comes with its recovery codes, shown once.
+    if (summary && Array.isArray(summary.recoveryCodes) && summary.recoveryCodes.length) {
+      showCodes(summary.recoveryCodes);
+      showMessage('success', `${name} It is your first one: store the recovery codes shown now, they will not be shown again.`);
+    } else {
+      showMessage('success', name);
+    }
     await refreshAccount();
   });
 }
 
 function onVerifyPasskey() {
   runAction('Passkey verification', async () => {
-    const publicKey = publicKeyFrom(await api('GET', '/passkeys/authenticate/options'));
-    showMessage('info', 'Follow your browser\'s prompt to use your passkey…');
-    const credential = await runCeremony('get', (signal) => navigator.credentials.get({
-      publicKey: requestOptionsFromJSON(publicKey), signal,
-    }));
-    const answer = await api('POST', '/passkeys/authenticate/verify', { body: credentialToJSON(credential) });
-    acceptTokenResponse(answer);
-    renderAll();
+    const answer = await passkeyStepUp();
     showMessage('success', `Passkey verified: token upgraded (authLevel: ${answer.authLevel}).`);
     await refreshAccount();
+  });
+}
+
+// The recovery-code step-up, for when no passkey is at hand.
+function onUseRecoveryCode(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const code = $('recovery-code').value.trim();
+  runAction('Recovery code', async () => {
+    const answer = await api('POST', '/auth/recovery', { body: { code } });
+    acceptTokenResponse(answer);
+    form.reset();
+    renderAll();
+    await refreshAccount();
+    const left = state.me && typeof state.me.recoveryCodesRemaining === 'number'
+      ? ` ${state.me.recoveryCodesRemaining} recovery codes left.` : '';
+    showMessage('success', `Recovery code accepted: token upgraded (authLevel: ${answer.authLevel}, amr: ${amrText(answer)}).${left}`);
+    state.focusAfter = $('verify-passkey').disabled ? $('passkey-list') : $('verify-passkey');
+  });
+}
+
+// ---------------------------------------------------------------- recovery codes
+
+let codeSets = 0; // each set shown gets its own key, so a new set is always redrawn
+
+function showCodes(codes) {
+  codeSets += 1;
+  state.codes = { codes: codes.map(String), key: String(codeSets) };
+  renderCodes();
+  state.focusAfter = $('codes-panel');
+}
+
+function onNewRecoveryCodes() {
+  runRecentAction('Recovery code replacement', async () => {
+    const answer = await api('POST', '/auth/recovery-codes');
+    if (!answer || !Array.isArray(answer.codes)) throw new Error('The server\'s answer has no "codes".');
+    showCodes(answer.codes);
+    showMessage('success', `${answer.codes.length} new recovery codes created; the previous ones no longer work. Store these now.`);
+    await refreshAccount();
+  });
+}
+
+async function onCopyCodes() {
+  if (!state.codes) return;
+  const { codes } = state.codes;
+  const status = $('codes-copy-status');
+  try {
+    if (!navigator.clipboard || typeof navigator.clipboard.writeText !== 'function') {
+      throw new Error('no clipboard access');
+    }
+    await navigator.clipboard.writeText(`${codes.join('\n')}\n`);
+    status.textContent = `Copied ${codes.length} codes to the clipboard.`;
+    showMessage('success', `Recovery codes copied to the clipboard (${codes.length}). Paste them somewhere safe.`);
+  } catch (_) {
+    // Select them instead, ready for Ctrl+C.
+    window.getSelection().selectAllChildren($('codes-list'));
+    status.textContent = 'This browser did not allow copying: the codes are selected, copy them by hand (Ctrl+C) or write them down.';
+    showMessage('warning', 'Could not copy the recovery codes automatically: they are selected, copy them by hand.');
+  }
+}
+
+function onCodesDone() {
+  state.codes = null;
+  renderCodes();
+  showMessage('info', 'Recovery codes hidden: they will not be shown again. "New recovery codes" replaces them.');
+  const next = $('new-recovery-codes');
+  if (next.getClientRects().length && !next.disabled) next.focus();
+}
+
+// ---------------------------------------------------------------- password, account
+
+function onChangePassword(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const currentPassword = $('current-password').value;
+  const newPassword = $('new-password').value;
+  runRecentAction('Password change', async () => {
+    await api('POST', '/auth/password', { body: { currentPassword, newPassword } });
+    form.reset();
+    showMessage('success', 'Password changed. Every other session of this account was logged out; use the new password from now on.');
+  });
+}
+
+function setDeleteConfirm(open) {
+  $('delete-confirm').hidden = !open;
+  $('delete-account').setAttribute('aria-expanded', String(open));
+}
+
+function onDeleteAccount() {
+  $('delete-confirm-text').textContent = `Delete the account "${username()}" with its passkeys, recovery codes `
+    + 'and sessions? This cannot be undone.';
+  setDeleteConfirm(true);
+  $('delete-account-cancel').focus();
+}
+
+function onDeleteAccountCancel() {
+  setDeleteConfirm(false);
+  $('delete-account').focus();
+}
+
+function onDeleteAccountConfirm() {
+  const name = username();
+  runRecentAction('Account deletion', async () => {
+    await api('DELETE', '/auth/me');
+    clearSession();
+    setDeleteConfirm(false);
+    renderAll();
+    showMessage('success', `Account "${name}" deleted, with its passkeys, recovery codes and sessions. You are logged out.`);
+    state.focusAfter = $('login-username');
   });
 }
 
@@ -773,7 +1251,7 @@ function onPasskeyListClick(event) {
   if (!button) return;
   const id = button.dataset.passkeyId;
   const name = button.dataset.nickname;
-  runAction('Delete', async () => {
+  runRecentAction('Passkey deletion', async () => {
     await api('DELETE', `/passkeys/${encodeURIComponent(id)}`);
     showMessage('success', `Passkey ${name ? `"${name}" ` : ''}deleted.`);
     await refreshAccount();
@@ -785,7 +1263,7 @@ function callProtected(path) {
     const res = await request('GET', path);
     renderResult('GET', path, res);
     if (res.ok) showMessage('success', `GET ${path} answered HTTP ${res.status}.`);
-    else throw new ApiError(res.status, res.body, res.token);
+    else throw new ApiError(res.status, res.body, res.token, res.wwwAuthenticate);
   });
 }
 
@@ -809,11 +1287,20 @@ function tick() {
   }
 }
 
+// Escape ends the innermost thing open: a passkey prompt, the
+// re-verification panel, the account deletion confirmation.
 function onKeydown(event) {
-  if (event.key === 'Escape' && state.ceremony) {
-    event.preventDefault();
+  if (event.key !== 'Escape') return;
+  if (state.ceremony) {
     cancelCeremony();
+  } else if (state.reauth && !state.reauth.running) {
+    abandonReauth();
+  } else if (!$('delete-confirm').hidden && !state.busy) {
+    onDeleteAccountCancel();
+  } else {
+    return;
   }
+  event.preventDefault();
 }
 
 function wireEvents() {
@@ -828,6 +1315,18 @@ function wireEvents() {
   $('passkey-list').addEventListener('click', onPasskeyListClick);
   $('call-basic').addEventListener('click', () => callProtected('/protected/basic'));
   $('call-full').addEventListener('click', () => callProtected('/protected/full'));
+  $('recovery-form').addEventListener('submit', onUseRecoveryCode);
+  $('new-recovery-codes').addEventListener('click', onNewRecoveryCodes);
+  $('codes-copy').addEventListener('click', onCopyCodes);
+  $('codes-done').addEventListener('click', onCodesDone);
+  $('password-form').addEventListener('submit', onChangePassword);
+  $('delete-account').addEventListener('click', onDeleteAccount);
+  $('delete-account-cancel').addEventListener('click', onDeleteAccountCancel);
+  $('delete-account-confirm').addEventListener('click', onDeleteAccountConfirm);
+  $('reauth-passkey-button').addEventListener('click', reauthWithPasskey);
+  $('reauth-code-form').addEventListener('submit', onReauthCode);
+  $('reauth-password-form').addEventListener('submit', onReauthPassword);
+  $('reauth-cancel').addEventListener('click', onReauthCancel);
   document.addEventListener('keydown', onKeydown);
 }
 
@@ -840,7 +1339,12 @@ function showWebAuthnSupport() {
   el.hidden = false;
 }
 
+// Where the prompt's Cancel panel lives when no re-verification borrows it.
+const ceremonyHome = { parent: null, next: null };
+
 function init() {
+  ceremonyHome.parent = $('ceremony').parentElement;
+  ceremonyHome.next = $('ceremony').nextElementSibling;
   wireEvents();
   showWebAuthnSupport();
   loadTokens();

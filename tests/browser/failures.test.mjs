@@ -3,44 +3,17 @@
 // - a passkey prompt that cannot finish (authenticator gone, or user
 //   verification failing) ends with a clear message, through the page's
 //   Cancel button when the browser would otherwise wait for the timeout, and
-//   leaves every control usable;
+//   leaves every control usable; so does a step-up prompt asked for by a
+//   registration (passkey_required), first the prompt then the panel;
 // - a full-level token that expires falls back to password level and asks
 //   for the passkey again.
 // Screenshots: screenshots/failures-*/.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  clickAndWait, expectText, idle, isDisabled, launchBrowser, message, result, scenario,
-  startServer, text, uniqueUsername,
+  clickAndWait, expectText, idle, isDisabled, launchBrowser, message, PASSWORD, registerPasskey, result,
+  scenario, signUp, startServer, text, uniqueUsername, verifyPasskey,
 } from './harness.mjs';
-
-const PASSWORD = 'correct horse battery staple';
-
-// Signs up through the form (the page logs in right after).
-async function signUp(page, username) {
-  await page.fill('#signup-username', username);
-  await page.fill('#signup-password', PASSWORD);
-  await clickAndWait(page, '#signup-submit');
-  const m = await message(page);
-  assert.equal(m.kind, 'success', `signup message: ${m.text}`);
-  await expectText(page, '#auth-level', 'password');
-}
-
-async function registerPasskey(page, nickname) {
-  await page.fill('#passkey-nickname', nickname);
-  await clickAndWait(page, '#register-passkey');
-  const m = await message(page);
-  assert.equal(m.kind, 'success', `registration message: ${m.text}`);
-  await expectText(page, '#passkey-list .passkey-nickname', nickname);
-}
-
-async function verifyPasskey(page) {
-  await clickAndWait(page, '#verify-passkey');
-  const m = await message(page);
-  assert.equal(m.kind, 'success', `verification message: ${m.text}`);
-  await expectText(page, '#auth-level', 'full');
-  assert.equal(await text(page, '#claim-amr'), 'pwd, hwk');
-}
 
 // Every control a logged-in person at password level may use is enabled.
 async function assertUsableAtPasswordLevel(page) {
@@ -49,6 +22,7 @@ async function assertUsableAtPasswordLevel(page) {
     assert.ok(!(await isDisabled(page, id)), `${id} should be enabled again`);
   }
   assert.ok(await page.locator('#cancel-passkey').isHidden(), 'the Cancel button is gone once the prompt is over');
+  assert.ok(await page.locator('#reauth').isHidden(), 'no re-verification panel left open');
   assert.equal(await page.getAttribute('body', 'aria-busy'), 'false', 'page not busy');
 }
 
@@ -160,18 +134,35 @@ test('wrong password, cancelled passkey prompts, page still usable', async (t) =
         'focus goes back to the button that opened the prompt');
     });
 
-    await step('registration-prompt-cancelled-with-escape', async () => {
+    await step('step-up-prompt-cancelled-with-escape', async () => {
+      // A second passkey needs the first one (passkey_required): the page asks
+      // for it in the re-verification panel and opens the prompt at once.
       await page.fill('#passkey-nickname', 'Never created');
       await page.click('#register-passkey');
       await waitForPrompt(page);
-      await expectText(page, '#ceremony-status', /create a passkey/);
-      await page.keyboard.press('Escape');
+      assert.ok(await page.locator('#reauth').isVisible(), 'the re-verification panel is open');
+      await expectText(page, '#reauth-reason', /needs a recent verification with your passkey/);
+      await expectText(page, '#ceremony-status', /confirm it is you/);
+      await page.keyboard.press('Escape'); // ends the prompt; the panel stays for another way
+      await expectText(page, '#message', /Passkey prompt was cancelled/);
+      assert.ok(await page.locator('#reauth').isVisible(), 'the panel stays after the prompt ends');
+      assert.ok(await page.locator('#cancel-passkey').isHidden(), 'the prompt is over');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'reauth-passkey-button',
+        'focus on "Try the passkey again"');
+      await expectText(page, '#reauth-passkey-button', 'Try the passkey again');
+    });
+
+    await step('step-up-panel-cancelled-with-escape', async () => {
+      await page.keyboard.press('Escape'); // now ends the panel, and the registration with it
       await idle(page);
       const m = await message(page);
       assert.equal(m.kind, 'warning', `message: ${m.text}`);
-      assert.match(m.text, /Passkey prompt was cancelled: no passkey was registered/);
+      assert.match(m.text, /Passkey registration cancelled: nothing was changed/);
       assert.equal(await page.locator('#passkey-list li.passkey-item').count(), 1, 'still one passkey');
+      await expectText(page, '#auth-level', 'password');
       await assertUsableAtPasswordLevel(page);
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'register-passkey',
+        'focus goes back to the button that was clicked');
     });
 
     await step('page-still-usable', async () => {
@@ -189,6 +180,26 @@ test('wrong password, cancelled passkey prompts, page still usable', async (t) =
       await clickAndWait(page, '#call-full');
       assert.equal((await result(page)).status, '200');
     }, { show: '#result' });
+
+    await step('registration-prompt-cancelled-with-escape', async () => {
+      // Freshly verified: registration goes straight to the browser's prompt,
+      // which waits with no authenticator present.
+      await browser.removeAuthenticator(authenticatorId);
+      authenticatorId = null;
+      await page.fill('#passkey-nickname', 'Never created');
+      await page.click('#register-passkey');
+      await waitForPrompt(page);
+      await expectText(page, '#ceremony-status', /create a passkey/);
+      assert.ok(await page.locator('#reauth').isHidden(), 'no re-verification needed right after verifying');
+      await page.keyboard.press('Escape');
+      await idle(page);
+      const m = await message(page);
+      assert.equal(m.kind, 'warning', `message: ${m.text}`);
+      assert.match(m.text, /Passkey prompt was cancelled: no passkey was registered/);
+      assert.equal(await page.locator('#passkey-list li.passkey-item').count(), 1, 'still one passkey');
+      await expectText(page, '#auth-level', 'full');
+      await assertUsableAtPasswordLevel(page);
+    });
 
     await step('no-script-errors', async () => {
       assert.deepEqual(browser.pageErrors, [], 'no script errors or CSP violations on the page');

@@ -1,14 +1,15 @@
 // The demo page clicked through as a person would: sign up, log in (keyboard
 // only), password level, the full-level route refused with its reason, a
-// passkey registered with a nickname, step-up with it (keyboard only), the
-// full-level route answered, rename and delete, a phone-width view, log out.
+// passkey registered with a nickname (its recovery codes shown once), step-up
+// with it (keyboard only), the full-level route answered, rename and delete,
+// a phone-width view, log out.
 // Every step asserts on what the page shows and saves a screenshot under
 // screenshots/happy-path/.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
   clickAndWait, eventually, expectText, idle, isDisabled, launchBrowser, message, phoneShot,
-  result, scenario, startServer, tabTo, text, uniqueUsername,
+  result, scenario, shownCodes, startServer, tabTo, text, uniqueUsername,
 } from './harness.mjs';
 
 test('happy path: sign up, log in, step up with a passkey, manage it', async (t) => {
@@ -76,6 +77,8 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
       assert.equal(await text(page, '#claim-username'), username);
       assert.equal(await text(page, '#claim-auth-level'), 'password');
       assert.equal(await text(page, '#claim-amr'), 'pwd');
+      assert.equal(await text(page, '#claim-acr'), 'password');
+      assert.match(await text(page, '#claim-auth-time'), /^\d{1,2}:\d\d:\d\d.* \(0:[0-5]\d ago\)/, 'auth_time: the login, just now');
       assert.equal(await text(page, '#token-full-expiry'), 'none');
       // The expiry counts down, once a second.
       const first = await text(page, '#token-expiry');
@@ -85,6 +88,9 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
       assert.match(await text(page, '#token-password-expiry'), /^\d+:\d\d/);
       // Passkey steps: registering works, verifying needs a passkey first.
       await expectText(page, '#me-passkey-count', '0');
+      await expectText(page, '#me-recovery-remaining', '0 left');
+      assert.ok(await isDisabled(page, '#new-recovery-codes'), 'no recovery codes without a passkey');
+      assert.ok(await page.locator('#recovery-form').isHidden(), 'no recovery-code step-up without a passkey');
       assert.ok(await isDisabled(page, '#verify-passkey'), 'verify disabled while no passkey exists');
       assert.ok(!(await isDisabled(page, '#register-passkey')), 'register enabled at password level');
       await expectText(page, '#stepup-hint', /Register a passkey/);
@@ -118,6 +124,7 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
       const m = await message(page);
       assert.equal(m.kind, 'success', `registration message: ${m.text}`);
       assert.match(m.text, /Passkey "Laptop key" registered/);
+      assert.match(m.text, /store the recovery codes/);
       const items = page.locator('#passkey-list li.passkey-item');
       assert.equal(await items.count(), 1, 'one passkey listed');
       assert.equal(await text(page, '#passkey-list .passkey-nickname'), 'Laptop key');
@@ -125,9 +132,25 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
       // Still password level: renaming and deleting cannot work yet.
       await expectText(page, '#auth-level', 'password');
       assert.ok(await isDisabled(page, '#passkey-list .rename-button'), 'rename disabled at password level');
-      assert.ok(await isDisabled(page, '#passkey-list .delete-button'), 'delete disabled at password level');
+      // Deleting asks for the passkey itself when it needs it (see step-up.test.mjs).
+      assert.ok(!(await isDisabled(page, '#passkey-list .delete-button')), 'delete offered at password level');
       assert.ok(!(await isDisabled(page, '#verify-passkey')), 'verify enabled once a passkey exists');
       await expectText(page, '#stepup-hint', /need a full-level token/);
+      // The first passkey's recovery codes, shown once.
+      assert.ok(await page.locator('#codes-panel').isVisible(), 'the recovery codes panel is shown');
+      assert.equal(await text(page, '#codes-heading'),
+        'Store these recovery codes now — they will not be shown again');
+      assert.equal((await shownCodes(page)).length, 10, 'ten recovery codes');
+      assert.equal(await page.evaluate(() => document.activeElement.id), 'codes-panel', 'focus on the codes');
+      await expectText(page, '#me-recovery-remaining', '10 left');
+      assert.ok(await page.locator('#recovery-form').isVisible(), 'a recovery code can stand in for the passkey');
+    });
+
+    await step('recovery-codes-stored', async () => {
+      await page.click('#codes-done');
+      assert.ok(await page.locator('#codes-panel').isHidden(), 'the codes panel is gone');
+      assert.equal(await page.locator('#codes-list code').count(), 0, 'and its codes with it');
+      assert.match((await message(page)).text, /will not be shown again/);
     });
 
     await step('verified-with-keyboard', async () => {
@@ -142,6 +165,9 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
       await expectText(page, '#auth-level', 'full');
       assert.equal(await text(page, '#claim-auth-level'), 'full');
       assert.equal(await text(page, '#claim-amr'), 'pwd, hwk');
+      assert.equal(await text(page, '#claim-acr'), 'full');
+      assert.match(await text(page, '#claim-auth-time'), /\(0:[0-5]\d ago\)/, 'auth_time: the passkey, just now');
+      assert.ok(await page.locator('#recovery-form').isHidden(), 'no recovery-code step-up at full level');
       assert.match(await text(page, '#token-full-expiry'), /^\d+:\d\d/, 'full-level token countdown');
       assert.match(await text(page, '#token-password-expiry'), /^\d+:\d\d/, 'password-level token kept');
       assert.match(await text(page, '#session-status'), /with a password and a passkey/);
@@ -178,11 +204,13 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
       assert.equal(await page.locator('#passkey-list li.passkey-item').count(), 0, 'no passkey left');
       await expectText(page, '#passkey-empty', 'No passkeys registered yet.');
       await expectText(page, '#me-passkey-count', '0');
+      // The last passkey takes the recovery codes with it.
+      await expectText(page, '#me-recovery-remaining', '0 left');
       await expectText(page, '#auth-level', 'full');
     });
 
     await step('phone-width', async () => {
-      await phoneShot(page, shot, 'phone-width-375', ['#session', '#passkeys']);
+      await phoneShot(page, shot, 'phone-width-375', ['#account-manage', '#session', '#passkeys']);
     }, { screenshot: false });
 
     await step('logged-out-at-the-end', async () => {

@@ -34,8 +34,6 @@ export function freePort() {
   });
 }
 
-const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
-
 // Starts the server binary with a clean environment (nothing inherited but
 // PATH) plus `extraEnv`, and waits until GET / answers.
 export async function startServer(extraEnv = {}) {
@@ -147,20 +145,27 @@ export async function launchBrowser() {
     });
     const cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
+    const authenticators = new Set(); // ids of the virtual authenticators present
     return {
       browser,
       context,
       page,
       cdp,
       pageErrors,
+      authenticators,
       async addAuthenticator(overrides = {}) {
         const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
           options: { ...AUTHENTICATOR, ...overrides },
         });
+        authenticators.add(authenticatorId);
         return authenticatorId;
       },
       async removeAuthenticator(authenticatorId) {
         await cdp.send('WebAuthn.removeVirtualAuthenticator', { authenticatorId });
+        authenticators.delete(authenticatorId);
+      },
+      async removeAllAuthenticators() {
+        for (const id of [...authenticators]) await this.removeAuthenticator(id);
       },
       close: () => browser.close(),
     };
@@ -322,3 +327,124 @@ export async function phoneShot(page, shot, label, sections = []) {
 export function uniqueUsername(prefix) {
   return `${prefix}_${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 }
+
+// ------------------------------------------------------------------ network gates
+
+// Holds the page's next request matching `pattern` (a Playwright URL glob)
+// until release() is called, then lets it through unchanged: a way to look
+// at the page while it waits for that answer. `reached` resolves once the
+// page sent the request.
+export async function gate(page, pattern) {
+  let reachedResolve;
+  let releaseResolve;
+  const reached = new Promise((r) => { reachedResolve = r; });
+  const released = new Promise((r) => { releaseResolve = r; });
+  await page.route(pattern, async (route) => {
+    reachedResolve();
+    await released;
+    await route.continue();
+  }, { times: 1 });
+  return { reached, release: () => releaseResolve() };
+}
+
+// A second passkey on the same virtual authenticator is impossible (the
+// registration options exclude the credential it holds), and with two
+// authenticators present Chromium would race them. So: once the server
+// answers GET /passkeys/register/options with 200 (a refused attempt is
+// passed on untouched), every authenticator is removed and a new, empty one
+// added before the page gets the options; the passkey prompt that follows
+// creates the new passkey on it. Returns a promise of the new authenticator's id.
+export async function newAuthenticatorForNextRegistration(browser) {
+  const pattern = '**/passkeys/register/options';
+  let resolveId;
+  const newId = new Promise((r) => { resolveId = r; });
+  let done = false;
+  const handler = async (route) => {
+    if (done) {
+      await route.fallback();
+      return;
+    }
+    const response = await route.fetch();
+    if (response.ok()) {
+      done = true;
+      await browser.removeAllAuthenticators();
+      resolveId(await browser.addAuthenticator());
+    }
+    await route.fulfill({ response });
+    // Only now: a handler removed while it runs has its route continued for it.
+    if (done) await browser.page.unroute(pattern, handler);
+  };
+  await browser.page.route(pattern, handler);
+  return newId;
+}
+
+// ------------------------------------------------------------------ page flows
+
+export const PASSWORD = 'correct horse battery staple';
+
+// Signs up through the form (the page logs in right after).
+export async function signUp(page, username, password = PASSWORD) {
+  await page.fill('#signup-username', username);
+  await page.fill('#signup-password', password);
+  await clickAndWait(page, '#signup-submit');
+  const m = await message(page);
+  if (m.kind !== 'success') throw new Error(`signup message: ${m.text}`);
+  await expectText(page, '#auth-level', 'password');
+}
+
+export async function logIn(page, username, password = PASSWORD) {
+  await page.fill('#login-username', username);
+  await page.fill('#login-password', password);
+  await clickAndWait(page, '#login-submit');
+  const m = await message(page);
+  if (m.kind !== 'success') throw new Error(`login message: ${m.text}`);
+  await expectText(page, '#auth-level', 'password');
+}
+
+export async function logOut(page) {
+  await page.click('#logout');
+  await expectText(page, '#auth-level', 'none');
+}
+
+// The recovery codes on show.
+export const shownCodes = (page) => page.locator('#codes-list code').allTextContents();
+
+// Registers a passkey with `nickname`, when no re-verification is needed.
+// The account's first passkey shows the recovery codes: they are read and
+// the panel dismissed; the codes are returned ([] for a further passkey).
+export async function registerPasskey(page, nickname) {
+  await page.fill('#passkey-nickname', nickname);
+  await clickAndWait(page, '#register-passkey');
+  const m = await message(page);
+  if (m.kind !== 'success') throw new Error(`registration message: ${m.text}`);
+  await expectText(page, '#passkey-list', new RegExp(nickname));
+  if (await page.locator('#codes-panel').isHidden()) return [];
+  const codes = await shownCodes(page);
+  await page.click('#codes-done');
+  await page.locator('#codes-panel').waitFor({ state: 'hidden' });
+  return codes;
+}
+
+export async function verifyPasskey(page) {
+  await clickAndWait(page, '#verify-passkey');
+  const m = await message(page);
+  if (m.kind !== 'success') throw new Error(`verification message: ${m.text}`);
+  await expectText(page, '#auth-level', 'full');
+  await expectText(page, '#claim-amr', 'pwd, hwk');
+}
+
+// What the server answers to a request, asked directly (not through the page).
+export async function ask(server, method, path, { token, body } = {}) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(`${server.baseUrl}${path}`, {
+    method, headers, body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const raw = await res.text();
+  let json = null;
+  try { json = JSON.parse(raw); } catch (_) { /* empty or not JSON */ }
+  return { status: res.status, json, raw, wwwAuthenticate: res.headers.get('www-authenticate') };
+}
+
+export const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });
