@@ -75,9 +75,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
 }
 
 /// Parses `bytes` as a `T`; errors name the field (`response.clientDataJSON: …`).
+/// Every body of the contract is a JSON object: anything else is refused
+/// before it reaches `T` (serde would read a struct from an array too).
 pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::InvalidRequest(describe(Failure::NotAnObject)));
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        return Err(match serde_json::from_slice::<IgnoredAny>(bytes) {
+            Err(err) if first.is_some() => ApiError::InvalidRequest(describe(Failure::Text(&err))),
+            _ => ApiError::InvalidRequest(describe(Failure::NotAnObject)),
+        });
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let shape_error = match serde_path_to_error::deserialize::<_, T>(&mut de) {
@@ -95,35 +101,20 @@ pub fn parse<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     if let Err(err) = serde_json::from_slice::<IgnoredAny>(bytes) {
         return Err(ApiError::InvalidRequest(describe(Failure::Text(&err))));
     }
-    Err(shape::<T>(&shape_error))
+    Err(shape(&shape_error))
 }
 
-/// Converts an already-parsed JSON value into a `T`, naming the field on failure.
+/// Converts an already-parsed JSON object into a `T`, naming the field on failure.
 pub fn from_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| shape::<T>(&e))
+    if !value.is_object() {
+        return Err(ApiError::InvalidRequest(describe(Failure::NotAnObject)));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| shape(&e))
 }
 
 /// The error for well-formed JSON that does not fit a `T`.
-fn shape<T: DeserializeOwned>(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    // A struct also accepts its members as an array (`["a", "b"]`), so an
-    // array body for one fails at `[0]`; the contract's bodies are objects.
-    let array_body = matches!(err.path().iter().next(), Some(Segment::Seq { .. }));
-    let failure = if array_body && accepts_object::<T>() {
-        Failure::NotAnObject
-    } else {
-        Failure::Shape(err.path(), err.inner())
-    };
-    ApiError::InvalidRequest(describe(failure))
-}
-
-/// Whether a `T` is written as a JSON object (a struct or map), not as an
-/// array (a `Vec`, a `Value`).
-fn accepts_object<T: DeserializeOwned>() -> bool {
-    let object = match serde_json::from_str::<T>("{}") {
-        Ok(_) => true,
-        Err(err) => !message(&err).starts_with("invalid type: map"),
-    };
-    object && serde_json::from_str::<T>("[]").is_err()
+fn shape(err: &serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    ApiError::InvalidRequest(describe(Failure::Shape(err.path(), err.inner())))
 }
 
 /// What [`describe`] is told about a body that did not parse.
@@ -813,7 +804,7 @@ mod tests {
                 "{body}"
             );
         }
-        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let deep = format!(r#"{{"a":{}{}}}"#, "[".repeat(200), "]".repeat(200));
         assert!(parse_detail::<Value>(&deep).starts_with("the request body is nested too deeply"));
     }
 
@@ -855,14 +846,14 @@ mod tests {
             parse_detail::<Login>("  \n"),
             "the request body must be a JSON object"
         );
-        // A body that is meant to be an array keeps its element paths.
+        // Every body is an object, even where serde could read an array.
         assert_eq!(
-            parse_detail::<Vec<String>>("{}"),
-            "invalid JSON body: expected an array, got an object"
+            parse_detail::<Vec<String>>(r#"["a"]"#),
+            "the request body must be a JSON object"
         );
         assert_eq!(
-            parse_detail::<Vec<String>>("[5]"),
-            "[0]: expected a string, got a number"
+            parse_detail::<Login>(r#"["alice", "correct horse"]"#),
+            "the request body must be a JSON object"
         );
     }
 
