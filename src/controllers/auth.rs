@@ -111,8 +111,11 @@ pub async fn change_password(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
     client: ClientInfo,
-    JsonBody(body): JsonBody<PasswordChangeBody>,
+    body: Result<JsonBody<PasswordChangeBody>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    // The body's verdict waits for the guard's, which needs a database
+    // lookup: a refused caller learns nothing about how the body was read.
+    let JsonBody(body) = body?;
     let new = Password::parse(body.new_password)
         .map_err(|e| FieldError::new("newPassword", e.message))?;
     state

@@ -45,8 +45,10 @@ pub async fn verify_registration(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
     client: ClientInfo,
-    JsonBody(body): JsonBody<Value>,
+    body: Result<JsonBody<Value>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
+    // The body's verdict waits for the guard's (see `auth::change_password`).
+    let JsonBody(body) = body?;
     let Value::Object(mut fields) = body else {
         return Err(ApiError::InvalidRequest(
             "the request body must be a JSON object".into(),

@@ -185,6 +185,14 @@ async fn every_recent_route_refuses_a_password_token_of_an_account_with_a_passke
         app.post_json("/auth/recovery-codes", &json!({}), token)
             .await,
         app.delete("/auth/me", token).await,
+        // The guard answers first, whatever the body: malformed, not an
+        // object, or over the size limit.
+        app.post_json("/auth/password", &json!({"currentPassword": 5}), token)
+            .await,
+        app.post_raw("/auth/password", "[1, 2]", token).await,
+        app.post_raw("/passkeys/register/verify", "{", token).await,
+        app.post_raw("/passkeys/register/verify", "x".repeat(70_000), token)
+            .await,
     ] {
         assert_step_up(res, "passkey_required", PASSKEY_REQUIRED).await;
     }
