@@ -17,3 +17,4 @@ pub mod schema;
 pub mod services;
 pub mod startup;
 pub mod state;
+pub mod stores;

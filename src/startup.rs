@@ -24,17 +24,18 @@ use crate::repositories::{
 };
 use crate::services::audit::Audit;
 use crate::services::auth::{AuthParts, AuthService};
-use crate::services::challenges::{ChallengeStore, MokaChallengeStore};
 use crate::services::hashing::HashingPool;
 use crate::services::health::HealthService;
 use crate::services::passkeys::PasskeyService;
 use crate::services::passwords::{PasswordHasher, Passwords};
-use crate::services::rate_limit::{MemoryRateLimitStore, RateLimitStore, RateLimiter};
+use crate::services::rate_limit::RateLimiter;
 use crate::services::recovery::{RecoveryCodeHasher, RecoveryCodes};
-use crate::services::redis_stores::{Redis, RedisChallengeStore, RedisRateLimitStore};
 use crate::services::step_up::StepUpPolicy;
 use crate::services::tokens::TokenService;
 use crate::state::AppState;
+use crate::stores::challenges::{ChallengeStore, MokaChallengeStore, RedisChallengeStore};
+use crate::stores::rate_limits::{MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore};
+use crate::stores::redis::Redis;
 
 /// What tests may change about the application.
 pub struct BuildOptions {
@@ -265,7 +266,7 @@ async fn shared_state(
             Arc::new(MemoryRateLimitStore::new(
                 settings.ip_rate_limit,
                 settings.account_rate_limit,
-                &settings.login_lockout,
+                settings.login_lockout.tally_ttl(),
                 clock,
             )),
         ));

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use super::challenges::ChallengeStore;
 use crate::repositories::Database;
+use crate::stores::challenges::ChallengeStore;
 
 /// Which dependencies answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,14 +5,12 @@
 
 pub mod audit;
 pub mod auth;
-pub mod challenges;
 pub mod hashing;
 pub mod health;
 pub mod passkeys;
 pub mod passwords;
 pub mod rate_limit;
 pub mod recovery;
-pub mod redis_stores;
 pub mod step_up;
 pub mod tokens;
 
@@ -20,7 +18,7 @@ use std::time::Duration;
 
 use crate::domain::{AuthLevel, FieldError};
 use crate::repositories::RepoError;
-use challenges::StoreError;
+use crate::stores::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {

@@ -17,7 +17,6 @@ use webauthn_rs::prelude::{
 };
 
 use super::audit::{Audit, EventKind};
-use super::challenges::{Ceremony, ChallengeKey, ChallengeStore};
 use super::rate_limit::{Action, RateLimiter};
 use super::recovery::RecoveryCodes;
 use super::tokens::{Grant, IssuedToken, Principal, TokenService};
@@ -26,6 +25,7 @@ use crate::clock::Clock;
 use crate::domain::{AuthLevel, AuthMethod, ClientInfo, Nickname};
 use crate::repositories::passkeys::{Enrolment, PasskeyUse};
 use crate::repositories::{PasskeyRecord, PasskeyRepository, RepoError, UserRepository};
+use crate::stores::challenges::{Ceremony, ChallengeKey, ChallengeStore};
 
 /// A passkey as clients see it: no public key, no counter.
 #[derive(Debug, Clone, Serialize)]

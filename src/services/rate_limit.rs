@@ -16,14 +16,13 @@
 //! waits that long is heard.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-
-use super::challenges::StoreError;
 use super::ServiceError;
 use crate::clock::Clock;
+pub use crate::stores::rate_limits::RateLimit;
+use crate::stores::rate_limits::{Bucket, RateLimitStore, Scope};
 
 /// An action the limits apply to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,26 +48,6 @@ impl Action {
     }
 }
 
-/// A token bucket: `per_minute` requests a minute on average, `burst` at
-/// once. `per_minute == 0` turns the limit off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub per_minute: u32,
-    pub burst: u32,
-}
-
-impl RateLimit {
-    /// GCRA's emission interval and burst tolerance, in milliseconds;
-    /// `None` when the limit is off.
-    pub fn gcra_ms(self) -> Option<(i64, i64)> {
-        if self.per_minute == 0 {
-            return None;
-        }
-        let interval = (60_000 / i64::from(self.per_minute)).max(1);
-        Some((interval, interval * i64::from(self.burst.max(1) - 1)))
-    }
-}
-
 /// After `threshold` consecutive failures, each further failure locks the
 /// (account, IP) pair for `base × 2^(failures − threshold)`, at most `max`.
 /// `threshold == 0` turns the lockout off.
@@ -91,151 +70,6 @@ impl LockoutPolicy {
         }
         let doublings = (failures - self.threshold).min(20);
         Some(self.base.saturating_mul(1 << doublings).min(self.max))
-    }
-}
-
-/// Which bucket a key belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    ClientIp,
-    Account,
-}
-
-/// One bucket of one key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bucket {
-    pub scope: Scope,
-    pub key: String,
-}
-
-/// Consecutive failed logins of one (account, IP) pair.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Failures {
-    pub count: u32,
-    pub last_at_ms: i64,
-}
-
-/// GCRA for one bucket at `now_ms`: `Ok(new theoretical arrival time)` when
-/// a request may pass, `Err(wait in ms)` when it must wait.
-pub fn gcra(tat_ms: Option<i64>, now_ms: i64, interval: i64, tolerance: i64) -> Result<i64, i64> {
-    let tat = tat_ms.unwrap_or(now_ms).max(now_ms);
-    let allow_at = tat - tolerance;
-    if now_ms < allow_at {
-        Err(allow_at - now_ms)
-    } else {
-        Ok(tat + interval)
-    }
-}
-
-#[async_trait]
-pub trait RateLimitStore: Send + Sync {
-    /// Takes one request from every bucket in `buckets`, all or none:
-    /// `None` when each had room (and, if `charge`, each was charged), else
-    /// the longest wait among those that refused (and none was charged).
-    async fn take(&self, buckets: &[Bucket], charge: bool) -> Result<Option<Duration>, StoreError>;
-
-    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError>;
-
-    /// Counts one more failure at `now_ms` and returns the new tally.
-    async fn record_failure(&self, key: &str, now_ms: i64) -> Result<Failures, StoreError>;
-
-    async fn clear_failures(&self, key: &str) -> Result<(), StoreError>;
-}
-
-/// The embedded store: GCRA arrival times and failure tallies in bounded
-/// moka caches, on the service's clock.
-pub struct MemoryRateLimitStore {
-    ip: Option<(i64, i64)>,
-    account: Option<(i64, i64)>,
-    clock: Arc<dyn Clock>,
-    /// Theoretical arrival times (ms) by `scope:key`. A bucket idle for its
-    /// whole refill time is full again, so entries expire after that.
-    arrivals: moka::sync::Cache<String, i64>,
-    /// Makes a take over several buckets one step.
-    taking: Mutex<()>,
-    failures: moka::sync::Cache<String, Failures>,
-}
-
-impl MemoryRateLimitStore {
-    pub fn new(
-        ip: RateLimit,
-        account: RateLimit,
-        lockout: &LockoutPolicy,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        let refill_ms = [ip.gcra_ms(), account.gcra_ms()]
-            .into_iter()
-            .flatten()
-            .map(|(interval, tolerance)| interval + tolerance)
-            .max()
-            .unwrap_or(1);
-        MemoryRateLimitStore {
-            ip: ip.gcra_ms(),
-            account: account.gcra_ms(),
-            clock,
-            arrivals: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(Duration::from_millis(refill_ms as u64))
-                .build(),
-            taking: Mutex::new(()),
-            failures: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_idle(lockout.tally_ttl())
-                .build(),
-        }
-    }
-}
-
-#[async_trait]
-impl RateLimitStore for MemoryRateLimitStore {
-    async fn take(&self, buckets: &[Bucket], charge: bool) -> Result<Option<Duration>, StoreError> {
-        let now_ms = self.clock.now().timestamp_millis();
-        let _one_step = self.taking.lock().unwrap_or_else(|e| e.into_inner());
-        let mut longest_wait = 0;
-        let mut booked = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            let limit = match bucket.scope {
-                Scope::ClientIp => self.ip,
-                Scope::Account => self.account,
-            };
-            let Some((interval, tolerance)) = limit else {
-                continue;
-            };
-            let name = format!("{:?}:{}", bucket.scope, bucket.key);
-            match gcra(self.arrivals.get(&name), now_ms, interval, tolerance) {
-                Ok(tat) => booked.push((name, tat)),
-                Err(wait) => longest_wait = longest_wait.max(wait),
-            }
-        }
-        if longest_wait > 0 {
-            return Ok(Some(Duration::from_millis(longest_wait as u64)));
-        }
-        if charge {
-            for (name, tat) in booked {
-                self.arrivals.insert(name, tat);
-            }
-        }
-        Ok(None)
-    }
-
-    async fn failures(&self, key: &str) -> Result<Option<Failures>, StoreError> {
-        Ok(self.failures.get(key))
-    }
-
-    async fn record_failure(&self, key: &str, now_ms: i64) -> Result<Failures, StoreError> {
-        let entry = self
-            .failures
-            .entry(key.to_owned())
-            .and_upsert_with(|old| Failures {
-                count: old.map_or(0, |e| e.value().count).saturating_add(1),
-                last_at_ms: now_ms,
-            });
-        Ok(entry.into_value())
-    }
-
-    async fn clear_failures(&self, key: &str) -> Result<(), StoreError> {
-        self.failures.invalidate(key);
-        Ok(())
     }
 }
 
@@ -344,6 +178,7 @@ impl RateLimiter {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
+    use crate::stores::rate_limits::{gcra, MemoryRateLimitStore};
 
     fn policy() -> LockoutPolicy {
         LockoutPolicy {
@@ -380,7 +215,7 @@ mod tests {
             store: Arc::new(MemoryRateLimitStore::new(
                 ip,
                 account,
-                &policy(),
+                policy().tally_ttl(),
                 clock.clone(),
             )),
             lockout: policy(),

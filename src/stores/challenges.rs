@@ -9,7 +9,11 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use redis::AsyncCommands;
 use uuid::Uuid;
+
+use super::redis::{unavailable, Redis};
+use super::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ceremony {
@@ -43,12 +47,6 @@ impl std::fmt::Display for ChallengeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "challenge:{}:{}", self.ceremony.as_str(), self.user_id)
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("challenge store unavailable: {0}")]
-    Unavailable(String),
 }
 
 #[async_trait]
@@ -101,6 +99,39 @@ impl ChallengeStore for MokaChallengeStore {
 
     async fn take(&self, key: &ChallengeKey) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.cache.remove(key))
+    }
+}
+
+/// Challenges under `PREFIXchallenge:CEREMONY:USER`, with a TTL set in
+/// Redis; `GETDEL` makes each one single-use across all nodes.
+pub struct RedisChallengeStore {
+    redis: Redis,
+    ttl: Duration,
+}
+
+impl RedisChallengeStore {
+    pub fn new(redis: Redis, ttl: Duration) -> Self {
+        RedisChallengeStore { redis, ttl }
+    }
+}
+
+#[async_trait]
+impl ChallengeStore for RedisChallengeStore {
+    async fn put(&self, key: ChallengeKey, state: Vec<u8>) -> Result<(), StoreError> {
+        let mut conn = self.redis.conn.clone();
+        let ttl_ms = self.ttl.as_millis().max(1) as u64;
+        conn.pset_ex::<_, _, ()>(self.redis.key(key), state, ttl_ms)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn take(&self, key: &ChallengeKey) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut conn = self.redis.conn.clone();
+        conn.get_del(self.redis.key(key)).await.map_err(unavailable)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.redis.ping().await
     }
 }
 
