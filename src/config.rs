@@ -88,6 +88,10 @@ pub struct Settings {
     /// How recent the verification behind a token must be for the routes
     /// that change how an account is protected (`STEP_UP_MAX_AGE_SECS`).
     pub step_up_max_age: Duration,
+    /// A refresh token's life after its last use (`REFRESH_TTL_SECS`).
+    pub refresh_ttl: Duration,
+    /// No session lives longer (`SESSION_MAX_AGE_SECS`).
+    pub session_max_age: Duration,
     pub rp_id: String,
     pub rp_origin: Url,
     pub rp_name: String,
@@ -128,6 +132,8 @@ impl fmt::Debug for Settings {
             .field("password_token_ttl", &self.password_token_ttl)
             .field("full_token_ttl", &self.full_token_ttl)
             .field("step_up_max_age", &self.step_up_max_age)
+            .field("refresh_ttl", &self.refresh_ttl)
+            .field("session_max_age", &self.session_max_age)
             .field("rp_id", &self.rp_id)
             .field("rp_origin", &self.rp_origin.as_str())
             .field("rp_name", &self.rp_name)
@@ -251,6 +257,18 @@ impl Settings {
                 "STEP_UP_MAX_AGE_SECS",
                 300,
                 1..=86_400,
+            )?),
+            refresh_ttl: Duration::from_secs(parse_number(
+                &get,
+                "REFRESH_TTL_SECS",
+                14 * 86_400,
+                60..=365 * 86_400,
+            )?),
+            session_max_age: Duration::from_secs(parse_number(
+                &get,
+                "SESSION_MAX_AGE_SECS",
+                30 * 86_400,
+                60..=365 * 86_400,
             )?),
             rp_name: get("RP_NAME").unwrap_or_else(|| "Passkey Auth".into()),
             rp_id,
@@ -416,6 +434,8 @@ mod tests {
         assert_eq!(s.password_token_ttl, Duration::from_secs(3600));
         assert_eq!(s.full_token_ttl, Duration::from_secs(900));
         assert_eq!(s.step_up_max_age, Duration::from_secs(300));
+        assert_eq!(s.refresh_ttl, Duration::from_secs(14 * 86_400));
+        assert_eq!(s.session_max_age, Duration::from_secs(30 * 86_400));
         assert!(s.jwt_secret.is_none());
     }
 
@@ -459,6 +479,8 @@ mod tests {
             ("CHALLENGE_TTL_SECS", "0"),
             ("JWT_FULL_TTL_SECS", "-5"),
             ("STEP_UP_MAX_AGE_SECS", "0"),
+            ("REFRESH_TTL_SECS", "59"),
+            ("SESSION_MAX_AGE_SECS", "two weeks"),
             ("DATABASE_POOL_SIZE", "0"),
             ("RP_ORIGIN", "not a url"),
             ("BIND_ADDR", "3000"),

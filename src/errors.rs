@@ -28,6 +28,7 @@ pub enum ApiError {
     InvalidCredentials,
     PasskeyVerificationFailed,
     InvalidRecoveryCode,
+    InvalidRefreshToken,
     /// The token's level is too low; `max_age` (seconds) is set on recent routes.
     PasskeyRequired {
         max_age: Option<u64>,
@@ -69,7 +70,8 @@ impl ApiError {
             | ApiError::InvalidToken
             | ApiError::InvalidCredentials
             | ApiError::PasskeyVerificationFailed
-            | ApiError::InvalidRecoveryCode => StatusCode::UNAUTHORIZED,
+            | ApiError::InvalidRecoveryCode
+            | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
             ApiError::PasskeyRequired { .. } | ApiError::ReauthenticationRequired { .. } => {
                 StatusCode::FORBIDDEN
             }
@@ -95,6 +97,7 @@ impl ApiError {
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::PasskeyVerificationFailed => "passkey_verification_failed",
             ApiError::InvalidRecoveryCode => "invalid_recovery_code",
+            ApiError::InvalidRefreshToken => "invalid_refresh_token",
             ApiError::PasskeyRequired { .. } => "passkey_required",
             ApiError::ReauthenticationRequired { .. } => "reauthentication_required",
             ApiError::NotFound(_) => "not_found",
@@ -125,6 +128,9 @@ impl ApiError {
             }
             ApiError::InvalidRecoveryCode => {
                 "this recovery code is wrong or has been used already".into()
+            }
+            ApiError::InvalidRefreshToken => {
+                "the refresh token is unknown, expired, already used or its session has ended: log in again".into()
             }
             ApiError::PasskeyRequired { .. } => {
                 "this route needs a passkey verification (authLevel \"full\")".into()
@@ -248,6 +254,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::PasskeyVerificationFailed => ApiError::PasskeyVerificationFailed,
             ServiceError::CredentialExists => ApiError::CredentialExists,
             ServiceError::InvalidRecoveryCode => ApiError::InvalidRecoveryCode,
+            ServiceError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            ServiceError::SessionNotFound => ApiError::NotFound("session"),
             ServiceError::PasskeyRequired { max_age } => ApiError::PasskeyRequired {
                 max_age: max_age.map(|d| d.as_secs()),
             },

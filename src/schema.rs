@@ -50,7 +50,44 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        amr -> Text,
+        auth_time -> BigInt,
+        client_ip -> Text,
+        user_agent -> Nullable<Text>,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        refresh_expires_at -> Timestamp,
+        expires_at -> Timestamp,
+        generation -> BigInt,
+        ended_at -> Nullable<Timestamp>,
+        end_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        session_id -> Text,
+        generation -> BigInt,
+        issued_at -> Timestamp,
+        rotated_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(passkeys -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(auth_events -> users (user_id));
-diesel::allow_tables_to_appear_in_same_query!(users, passkeys, auth_events, recovery_codes);
+diesel::allow_tables_to_appear_in_same_query!(
+    users,
+    passkeys,
+    auth_events,
+    recovery_codes,
+    sessions,
+    refresh_tokens
+);

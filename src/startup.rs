@@ -20,7 +20,8 @@ use crate::db::{connect_and_migrate, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
 use crate::middleware::{cors, security_headers};
 use crate::repositories::{
-    Database, EventRepository, PasskeyRepository, RecoveryCodeRepository, UserRepository,
+    Database, EventRepository, PasskeyRepository, RecoveryCodeRepository, SessionRepository,
+    UserRepository,
 };
 use crate::services::audit::Audit;
 use crate::services::auth::{AuthParts, AuthService};
@@ -30,12 +31,15 @@ use crate::services::passkeys::PasskeyService;
 use crate::services::passwords::{PasswordHasher, Passwords};
 use crate::services::rate_limit::RateLimiter;
 use crate::services::recovery::{RecoveryCodeHasher, RecoveryCodes};
+use crate::services::sessions::{SessionPolicy, SessionService};
 use crate::services::step_up::StepUpPolicy;
 use crate::services::tokens::TokenService;
 use crate::state::AppState;
 use crate::stores::challenges::{ChallengeStore, MokaChallengeStore, RedisChallengeStore};
 use crate::stores::rate_limits::{MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore};
 use crate::stores::redis::Redis;
+use crate::stores::sessions::{EndedSessions, MemoryEndedSessions, RedisEndedSessions};
+use tokio::sync::Notify;
 
 /// What tests may change about the application.
 pub struct BuildOptions {
@@ -196,7 +200,8 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
                 .build()
         })
         .map_err(|e| StartupError::Webauthn(e.to_string()))?;
-    let (challenges, limits) = shared_state(settings, clock.clone()).await?;
+    let stores = shared_state(settings, clock.clone(), tokens.longest_ttl()).await?;
+    let (challenges, limits) = (stores.challenges, stores.limits);
 
     let limiter = RateLimiter {
         store: limits,
@@ -215,6 +220,24 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         passkeys: passkeys.clone(),
         clock: clock.clone(),
     };
+    let sessions = SessionService {
+        repo: SessionRepository::new(db.clone()),
+        ended: stores.ended,
+        audit: audit.clone(),
+        clock: clock.clone(),
+        policy: SessionPolicy {
+            refresh_ttl: settings.refresh_ttl,
+            max_age: settings.session_max_age,
+            token_ttl: tokens.longest_ttl(),
+        },
+    };
+    // Endings published by other nodes, and the periodic re-read of the
+    // database that catches what a node missed.
+    let resync = Arc::new(Notify::new());
+    if let Some(listener) = stores.ended_listener {
+        actix_web::rt::spawn(listener.listen(resync.clone()));
+    }
+    actix_web::rt::spawn(sessions.clone().run_background(resync));
 
     Ok(AppState {
         auth: AuthService::new(AuthParts {
@@ -228,6 +251,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             limiter: limiter.clone(),
             audit: audit.clone(),
             recovery: recovery.clone(),
+            sessions: sessions.clone(),
             clock: clock.clone(),
         }),
         passkeys: PasskeyService {
@@ -246,30 +270,44 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         health: HealthService { db, challenges },
         tokens,
         step_up,
+        sessions,
         trusted_proxies: settings.trusted_proxies.clone(),
         clock,
     })
 }
 
-/// Challenges and rate-limit counters: in Redis when `REDIS_URL` is set
-/// (shared by every node), else in this process.
+/// The stores: in Redis when `REDIS_URL` is set (shared by every node),
+/// else in this process.
+struct Stores {
+    challenges: Arc<dyn ChallengeStore>,
+    limits: Arc<dyn RateLimitStore>,
+    ended: Arc<dyn EndedSessions>,
+    /// With Redis: what must listen for other nodes' session endings.
+    ended_listener: Option<Arc<RedisEndedSessions>>,
+}
+
+/// `token_ttl`: the longest access-token lifetime (how long an ended
+/// session must be remembered).
 async fn shared_state(
     settings: &Settings,
     clock: Arc<dyn Clock>,
-) -> Result<(Arc<dyn ChallengeStore>, Arc<dyn RateLimitStore>), StartupError> {
+    token_ttl: std::time::Duration,
+) -> Result<Stores, StartupError> {
     let Some(redis) = &settings.redis else {
-        return Ok((
-            Arc::new(MokaChallengeStore::new(
+        return Ok(Stores {
+            challenges: Arc::new(MokaChallengeStore::new(
                 settings.challenge_ttl,
                 settings.challenge_capacity,
             )),
-            Arc::new(MemoryRateLimitStore::new(
+            limits: Arc::new(MemoryRateLimitStore::new(
                 settings.ip_rate_limit,
                 settings.account_rate_limit,
                 settings.login_lockout.tally_ttl(),
                 clock,
             )),
-        ));
+            ended: Arc::new(MemoryEndedSessions::new(token_ttl)),
+            ended_listener: None,
+        });
     };
     let conn = Redis::connect(
         redis.url.expose_secret(),
@@ -279,21 +317,24 @@ async fn shared_state(
     .await
     .map_err(|e| StartupError::Redis(e.to_string()))?;
     log::info!(
-        "challenges and rate limits in Redis (prefix {})",
+        "challenges, rate limits and session endings in Redis (prefix {})",
         redis.key_prefix
     );
-    Ok((
-        Arc::new(RedisChallengeStore::new(
+    let ended = Arc::new(RedisEndedSessions::new(conn.clone(), token_ttl));
+    Ok(Stores {
+        challenges: Arc::new(RedisChallengeStore::new(
             conn.clone(),
             settings.challenge_ttl,
         )),
-        Arc::new(RedisRateLimitStore::new(
+        limits: Arc::new(RedisRateLimitStore::new(
             conn,
             settings.ip_rate_limit,
             settings.account_rate_limit,
             settings.login_lockout.tally_ttl(),
         )),
-    ))
+        ended: ended.clone(),
+        ended_listener: Some(ended),
+    })
 }
 
 /// Error answers produced by actix itself (a wrong method, an unparsable

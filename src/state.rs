@@ -8,6 +8,7 @@ use crate::clock::Clock;
 use crate::services::auth::AuthService;
 use crate::services::health::HealthService;
 use crate::services::passkeys::PasskeyService;
+use crate::services::sessions::SessionService;
 use crate::services::step_up::StepUpPolicy;
 use crate::services::tokens::TokenService;
 
@@ -17,6 +18,8 @@ pub struct AppState {
     pub health: HealthService,
     pub tokens: Arc<TokenService>,
     pub step_up: StepUpPolicy,
+    /// Asked by every guard whether the token's session has ended.
+    pub sessions: SessionService,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub clock: Arc<dyn Clock>,

@@ -1,7 +1,8 @@
 //! Two server processes on one PostgreSQL database and one Redis, as nodes
 //! behind a load balancer: a ceremony may start on one node and finish on
 //! the other, tokens from either are accepted by both, and a challenge used
-//! on one cannot be replayed on the other.
+//! on one cannot be replayed on the other; a session ended on one node is
+//! refused by the other within a second.
 //!
 //! Needs `TEST_DATABASE_URL` (PostgreSQL) and `TEST_REDIS_URL`; CI sets both.
 
@@ -100,13 +101,27 @@ impl Nodes {
     }
 }
 
-#[test]
-fn ceremonies_and_tokens_cross_nodes_and_challenges_do_not_replay() {
+/// The `sid` claim of a JWT, read without verifying it.
+fn sid_of(token: &str) -> String {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["sid"].as_str().unwrap().to_owned()
+}
+
+/// Two nodes on a fresh database and a fresh key prefix, started at once;
+/// `None` (and a note) without `TEST_DATABASE_URL` and `TEST_REDIS_URL`.
+fn start_nodes() -> Option<(Nodes, Database)> {
     let (Some(pg), Some(redis)) = (env_var("TEST_DATABASE_URL"), env_var("TEST_REDIS_URL")) else {
         eprintln!(
             "TEST_DATABASE_URL and TEST_REDIS_URL are needed for the multi-node test: not run"
         );
-        return;
+        return None;
     };
     let database = Database::create(&pg);
     let prefix = format!("nodes:{}:", uuid::Uuid::new_v4().simple());
@@ -124,8 +139,72 @@ fn ceremonies_and_tokens_cross_nodes_and_challenges_do_not_replay() {
         b,
         http: Client::new(),
     };
-    let (a, b) = (&nodes.a, &nodes.b);
+    Some((nodes, database))
+}
 
+#[test]
+fn a_session_ended_on_one_node_is_refused_by_the_other_within_a_second() {
+    let Some((nodes, _database)) = start_nodes() else {
+        return;
+    };
+    let (a, b) = (&nodes.a, &nodes.b);
+    let credentials = json!({"username": "leaver", "password": PASSWORD});
+    assert_eq!(nodes.post(a, "/auth/signup", &credentials, None).0, 201);
+    let mut waits = Vec::new();
+    for round in 0..5 {
+        let (status, login) = nodes.post(a, "/auth/login", &credentials, None);
+        assert_eq!(status, 200);
+        let token = login["accessToken"].as_str().unwrap().to_owned();
+        let refresh = login["refreshToken"].as_str().unwrap().to_owned();
+        assert_eq!(nodes.get(b, "/protected/basic", &token).0, 200);
+        // Ending on A: by logout, or from another session (recent: a fresh
+        // password login of an account without passkeys).
+        let ended_at = if round % 2 == 0 {
+            let (status, _) = nodes.post(a, "/auth/logout", &json!({}), Some(&token));
+            assert_eq!(status, 204);
+            std::time::Instant::now()
+        } else {
+            let (_, other) = nodes.post(a, "/auth/login", &credentials, None);
+            let other = other["accessToken"].as_str().unwrap().to_owned();
+            let sid = sid_of(&token);
+            let (_, sessions) = nodes.get(a, "/auth/sessions", &other);
+            assert!(sessions.as_array().unwrap().iter().any(|s| s["id"] == sid));
+            let res = nodes
+                .http
+                .delete(a.url(&format!("/auth/sessions/{sid}")))
+                .bearer_auth(&other)
+                .send()
+                .unwrap();
+            assert_eq!(res.status(), 204);
+            std::time::Instant::now()
+        };
+        loop {
+            let (status, body) = nodes.get(b, "/protected/basic", &token);
+            if status == 401 {
+                assert_eq!(body["code"], "invalid_token");
+                break;
+            }
+            assert_eq!(status, 200);
+            assert!(
+                ended_at.elapsed() < std::time::Duration::from_secs(1),
+                "node B still accepts the token of an ended session after 1 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        waits.push(ended_at.elapsed());
+        // The refresh token is refused on either node.
+        let body = json!({"refreshToken": refresh});
+        assert_eq!(nodes.post(b, "/auth/refresh", &body, None).0, 401);
+    }
+    eprintln!("node B refused the ended session's token after {waits:?}");
+}
+
+#[test]
+fn ceremonies_and_tokens_cross_nodes_and_challenges_do_not_replay() {
+    let Some((nodes, _database)) = start_nodes() else {
+        return;
+    };
+    let (a, b) = (&nodes.a, &nodes.b);
     // Sign up on A, log in on B; B's token works on A.
     let (status, _) = nodes.post(
         a,

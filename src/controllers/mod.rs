@@ -8,6 +8,7 @@ pub mod json;
 pub mod passkeys;
 pub mod protected;
 pub mod query;
+pub mod sessions;
 pub mod users;
 
 use actix_web::body::BoxBody;
@@ -62,6 +63,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/auth/recovery-codes").route(web::post().to(auth::replace_recovery_codes)),
         )
         .service(resource("/auth/recovery").route(web::post().to(auth::recover)))
+        .service(resource("/auth/refresh").route(web::post().to(sessions::refresh)))
+        .service(resource("/auth/logout").route(web::post().to(sessions::logout)))
+        .service(
+            resource("/auth/sessions")
+                .route(web::get().to(sessions::list))
+                .route(web::delete().to(sessions::end_others)),
+        )
+        .service(resource("/auth/sessions/{id}").route(web::delete().to(sessions::end_one)))
         .service(resource("/auth/events").route(web::get().to(auth::events)))
         .service(
             resource("/passkeys/register/options")
@@ -103,15 +112,23 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     pub expires_in: u64,
     pub auth_level: AuthLevel,
+    /// Login and refresh only: the session's new refresh token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_in: Option<u64>,
 }
 
 impl From<IssuedToken> for TokenResponse {
     fn from(token: IssuedToken) -> Self {
+        let (refresh_token, refresh_expires_in) = token.refresh.unzip();
         TokenResponse {
             access_token: token.access_token,
             token_type: "Bearer",
             expires_in: token.expires_in,
             auth_level: token.auth_level,
+            refresh_token,
+            refresh_expires_in,
         }
     }
 }

@@ -46,10 +46,15 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         .and_then(Result::ok)
         .ok_or(ApiError::InvalidToken)?;
     let state = app_state(req)?;
-    state
+    let principal = state
         .tokens
         .verify(bearer.token(), state.clock.now())
-        .map_err(|_| ApiError::InvalidToken)
+        .map_err(|_| ApiError::InvalidToken)?;
+    // An in-memory lookup: a token of an ended session is refused.
+    if state.sessions.is_ended(&principal.session_id) {
+        return Err(ApiError::InvalidToken);
+    }
+    Ok(principal)
 }
 
 impl FromRequest for LoginUser {

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod passkeys;
 pub mod recovery_codes;
+pub mod sessions;
 pub mod users;
 
 use chrono::NaiveDateTime;
@@ -16,6 +17,7 @@ use crate::schema::users as user_rows;
 pub use events::{EventRecord, EventRepository};
 pub use passkeys::{PasskeyRecord, PasskeyRepository};
 pub use recovery_codes::{CodeSet, RecoveryCodeRecord, RecoveryCodeRepository};
+pub use sessions::{SessionRecord, SessionRepository};
 pub use users::{UserRecord, UserRepository};
 
 #[derive(Debug, thiserror::Error)]

@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
+use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Database, RepoError};
 use crate::db::AnyConnection;
 use crate::schema::{passkeys, recovery_codes};
@@ -108,14 +109,16 @@ impl RecoveryCodeRepository {
     }
 
     /// Spends the user's code whose hash is `code_hash`, recording `event`
-    /// with it: `false` (and no event) if no such code is left. A
+    /// and ending the sessions `ending` names with it: `None` (and nothing
+    /// else) if no such code is left, else the ids of the sessions ended. A
     /// conditional delete, so of concurrent uses of one code one wins.
     pub async fn spend(
         &self,
         user_id: String,
         code_hash: String,
         event: EventRecord,
-    ) -> Result<bool, RepoError> {
+        ending: SessionEnding,
+    ) -> Result<Option<Ended>, RepoError> {
         self.db
             .run(move |conn| {
                 conn.transaction(|conn| {
@@ -126,10 +129,10 @@ impl RecoveryCodeRepository {
                     )
                     .execute(conn)?;
                     if spent == 0 {
-                        return Ok(false);
+                        return Ok(None);
                     }
                     insert_on(conn, &event)?;
-                    Ok::<_, diesel::result::Error>(true)
+                    end_on(conn, &user_id, &ending).map(Some)
                 })
                 .map_err(RepoError::from)
             })

@@ -5,8 +5,9 @@ use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
 use super::recovery_codes::delete_all_on;
+use super::sessions::{end_on, Ended, SessionEnding};
 use super::{Database, RepoError};
-use crate::schema::{auth_events, passkeys, users};
+use crate::schema::{auth_events, passkeys, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -70,13 +71,16 @@ impl UserRepository {
             .await
     }
 
-    /// Stores a new password hash with its event; `false` if the user is gone.
+    /// Stores a new password hash with its event, and ends the sessions
+    /// `ending` names, together; `None` if the user is gone, else the ids
+    /// of the sessions ended.
     pub async fn update_password(
         &self,
         id: String,
         password_hash: String,
         event: EventRecord,
-    ) -> Result<bool, RepoError> {
+        ending: SessionEnding,
+    ) -> Result<Option<Ended>, RepoError> {
         self.db
             .run(move |conn| {
                 conn.transaction(|conn| {
@@ -86,10 +90,11 @@ impl UserRepository {
                             users::updated_at.eq(event.created_at),
                         ))
                         .execute(conn)?;
-                    if updated == 1 {
-                        insert_on(conn, &event)?;
+                    if updated == 0 {
+                        return Ok(None);
                     }
-                    Ok::<_, diesel::result::Error>(updated == 1)
+                    insert_on(conn, &event)?;
+                    end_on(conn, &id, &ending).map(Some)
                 })
                 .map_err(RepoError::from)
             })
@@ -99,11 +104,23 @@ impl UserRepository {
     /// Deletes the user with their passkeys and recovery codes, in one
     /// transaction. Their audit events stay, detached from the account
     /// (`user_id` null), and `event` (which names no user) records the
-    /// deletion. `false` if the user is gone already.
-    pub async fn delete_account(&self, id: String, event: EventRecord) -> Result<bool, RepoError> {
+    /// deletion. `None` if the user is gone already, else the ids of the
+    /// sessions that ended with the account.
+    pub async fn delete_account(
+        &self,
+        id: String,
+        event: EventRecord,
+    ) -> Result<Option<Vec<String>>, RepoError> {
         self.db
             .run(move |conn| {
                 conn.transaction(|conn| {
+                    let live: Vec<String> = sessions::table
+                        .filter(sessions::user_id.eq(&id))
+                        .filter(sessions::ended_at.is_null())
+                        .select(sessions::id)
+                        .load(conn)?;
+                    diesel::delete(sessions::table.filter(sessions::user_id.eq(&id)))
+                        .execute(conn)?;
                     diesel::update(auth_events::table.filter(auth_events::user_id.eq(&id)))
                         .set(auth_events::user_id.eq(None::<String>))
                         .execute(conn)?;
@@ -111,10 +128,11 @@ impl UserRepository {
                     diesel::delete(passkeys::table.filter(passkeys::user_id.eq(&id)))
                         .execute(conn)?;
                     let deleted = diesel::delete(users::table.find(&id)).execute(conn)?;
-                    if deleted == 1 {
-                        insert_on(conn, &event)?;
+                    if deleted == 0 {
+                        return Ok(None);
                     }
-                    Ok::<_, diesel::result::Error>(deleted == 1)
+                    insert_on(conn, &event)?;
+                    Ok::<_, diesel::result::Error>(Some(live))
                 })
                 .map_err(RepoError::from)
             })

@@ -37,6 +37,8 @@ pub enum EventKind {
     PasswordChanged,
     PasswordChangeFailed,
     AccountDeleted,
+    SessionEnded,
+    RefreshTokenReused,
 }
 
 impl EventKind {
@@ -60,6 +62,8 @@ impl EventKind {
             EventKind::PasswordChanged => "password_changed",
             EventKind::PasswordChangeFailed => "password_change_failed",
             EventKind::AccountDeleted => "account_deleted",
+            EventKind::SessionEnded => "session_ended",
+            EventKind::RefreshTokenReused => "refresh_token_reused",
         }
     }
 
@@ -75,14 +79,16 @@ impl EventKind {
             | EventKind::RecoveryCodesDeleted
             | EventKind::RecoveryCodeUsed
             | EventKind::PasswordChanged
-            | EventKind::AccountDeleted => "success",
+            | EventKind::AccountDeleted
+            | EventKind::SessionEnded => "success",
             EventKind::LoginFailed
             | EventKind::PasskeyRegistrationFailed
             | EventKind::PasskeyVerificationFailed
             | EventKind::CounterRegression
             | EventKind::RateLimited
             | EventKind::RecoveryCodeFailed
-            | EventKind::PasswordChangeFailed => "failure",
+            | EventKind::PasswordChangeFailed
+            | EventKind::RefreshTokenReused => "failure",
         }
     }
 }
@@ -270,6 +276,8 @@ mod tests {
             EventKind::PasswordChanged,
             EventKind::PasswordChangeFailed,
             EventKind::AccountDeleted,
+            EventKind::SessionEnded,
+            EventKind::RefreshTokenReused,
         ];
         let mut names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         names.sort_unstable();

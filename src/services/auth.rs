@@ -11,10 +11,12 @@ use super::audit::{Audit, EventKind, EventPage};
 use super::passwords::Passwords;
 use super::rate_limit::{Action, RateLimiter};
 use super::recovery::{IssuedCodes, RecoveryCodes};
-use super::tokens::{Grant, IssuedToken, Principal, TokenService};
+use super::sessions::{EndReason, LiveSession, SessionService, SessionView};
+use super::tokens::{Grant, IssuedToken, Principal, Subject, TokenService};
 use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::{username_key, AuthMethod, ClientInfo, DisplayName, Password, Username};
+use crate::repositories::sessions::Ending;
 use crate::repositories::{PasskeyRepository, RepoError, UserRecord, UserRepository};
 
 /// A user as clients see it.
@@ -61,6 +63,7 @@ pub struct AuthService {
     limiter: RateLimiter,
     audit: Audit,
     recovery: RecoveryCodes,
+    sessions: SessionService,
     clock: Arc<dyn Clock>,
 }
 
@@ -73,6 +76,7 @@ pub struct AuthParts {
     pub limiter: RateLimiter,
     pub audit: Audit,
     pub recovery: RecoveryCodes,
+    pub sessions: SessionService,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -86,6 +90,7 @@ impl AuthService {
             limiter: parts.limiter,
             audit: parts.audit,
             recovery: parts.recovery,
+            sessions: parts.sessions,
             clock: parts.clock,
         }
     }
@@ -169,18 +174,120 @@ impl AuthService {
         };
         let user = User::from_record(record)?;
         self.limiter.login_succeeded(&account, client.ip).await?;
-        self.audit
-            .record(EventKind::LoginSucceeded, Some(user.id), client, None)
-            .await?;
         let now = self.clock.now();
-        self.tokens
-            .issue(
-                user.id,
-                &user.username,
-                Grant::new(AuthMethod::Password, now),
-                now,
+        let grant = Grant::new(AuthMethod::Password, now);
+        let event = self
+            .audit
+            .event(EventKind::LoginSucceeded, Some(user.id), client, None);
+        let session = self
+            .sessions
+            .start(user.id, grant.amr.clone(), now, client, event)
+            .await?;
+        self.session_token(&user.username, &session, grant)
+    }
+
+    /// An access token of `session`, with its new refresh token.
+    fn session_token(
+        &self,
+        username: &str,
+        session: &LiveSession,
+        grant: Grant,
+    ) -> Result<IssuedToken, ServiceError> {
+        let subject = Subject {
+            user_id: Uuid::parse_str(&session.record.user_id).map_err(ServiceError::internal)?,
+            username: username.to_owned(),
+            session_id: session.id,
+            not_after: Some(session.expires_at()),
+        };
+        let mut token = self
+            .tokens
+            .issue(&subject, grant, self.clock.now())
+            .map_err(ServiceError::internal)?;
+        token.refresh = Some((session.refresh_token.clone(), session.refresh_expires_in));
+        Ok(token)
+    }
+
+    /// Swaps a refresh token for a new one and a password-level access
+    /// token with the login's `amr` and `auth_time` (never the full level).
+    pub async fn refresh(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
+        let session = self.sessions.refresh(refresh_token, client).await?;
+        let record = self
+            .users
+            .find_by_id(session.record.user_id.clone())
+            .await?
+            .ok_or(ServiceError::InvalidRefreshToken)?;
+        let grant = Grant {
+            level: crate::domain::AuthLevel::Password,
+            amr: session.amr(),
+            auth_time: session.record.auth_time,
+        };
+        self.session_token(&record.username, &session, grant)
+    }
+
+    /// Ends the caller's own session.
+    pub async fn logout(
+        &self,
+        caller: &Principal,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        self.sessions
+            .end(
+                caller.user_id,
+                Ending::One(caller.session_id.to_string()),
+                EndReason::Logout,
+                client,
             )
-            .map_err(ServiceError::internal)
+            .await?;
+        Ok(())
+    }
+
+    /// The caller's live sessions, newest first.
+    pub async fn sessions(&self, caller: &Principal) -> Result<Vec<SessionView>, ServiceError> {
+        self.sessions.list(caller.user_id, caller.session_id).await
+    }
+
+    /// Ends one of the caller's sessions (another user's id is not found).
+    pub async fn end_session(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let id = Uuid::parse_str(session_id).map_err(|_| ServiceError::SessionNotFound)?;
+        let ended = self
+            .sessions
+            .end(
+                caller.user_id,
+                Ending::One(id.to_string()),
+                EndReason::Revoked,
+                client,
+            )
+            .await?;
+        if ended == 0 {
+            return Err(ServiceError::SessionNotFound);
+        }
+        Ok(())
+    }
+
+    /// Ends every session of the caller's but the current one.
+    pub async fn end_other_sessions(
+        &self,
+        caller: &Principal,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        self.sessions
+            .end(
+                caller.user_id,
+                Ending::AllBut(Some(caller.session_id.to_string())),
+                EndReason::OthersEnded,
+                client,
+            )
+            .await?;
+        Ok(())
     }
 
     /// One unused recovery code raises a login to the full level, as a
@@ -198,12 +305,16 @@ impl AuthService {
         self.audit
             .on_limit(limit, Some(caller.user_id), client, Action::RecoveryCode)
             .await?;
-        self.recovery.spend(caller.user_id, code, client).await?;
+        let others = self.others(caller, EndReason::Recovery, client);
+        let ended = self
+            .recovery
+            .spend(caller.user_id, code, client, others)
+            .await?;
+        self.sessions.ended(ended).await?;
         let now = self.clock.now();
         self.tokens
             .issue(
-                caller.user_id,
-                &caller.username,
+                &Subject::of(caller),
                 Grant::new(AuthMethod::RecoveryCode, now),
                 now,
             )
@@ -265,14 +376,14 @@ impl AuthService {
             client,
             None,
         );
-        if !self
+        let others = self.others(caller, EndReason::PasswordChanged, client);
+        let ended = self
             .users
-            .update_password(record.id, password_hash, event.clone())
+            .update_password(record.id, password_hash, event.clone(), others)
             .await?
-        {
-            return Err(ServiceError::UnknownUser);
-        }
+            .ok_or(ServiceError::UnknownUser)?;
         self.audit.log(&event);
+        self.sessions.ended(ended).await?;
         self.limiter.login_succeeded(&account, client.ip).await?;
         Ok(())
     }
@@ -288,16 +399,28 @@ impl AuthService {
         let event = self
             .audit
             .event(EventKind::AccountDeleted, None, client, None);
-        if !self
+        let sessions = self
             .users
             .delete_account(caller.user_id.to_string(), event.clone())
             .await?
-        {
-            return Err(ServiceError::UnknownUser);
-        }
-        self.tokens.revoke_subject(caller.user_id, self.clock.now());
+            .ok_or(ServiceError::UnknownUser)?;
         self.audit.log(&event);
-        Ok(())
+        self.sessions.gone(sessions).await
+    }
+
+    /// Every session of the caller's but the current one, to end with a change.
+    fn others(
+        &self,
+        caller: &Principal,
+        reason: EndReason,
+        client: &ClientInfo,
+    ) -> crate::repositories::sessions::SessionEnding {
+        self.sessions.ending(
+            caller.user_id,
+            Ending::AllBut(Some(caller.session_id.to_string())),
+            reason,
+            client,
+        )
     }
 
     /// The caller's recent events, newest first.

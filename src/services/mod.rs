@@ -11,6 +11,7 @@ pub mod passkeys;
 pub mod passwords;
 pub mod rate_limit;
 pub mod recovery;
+pub mod sessions;
 pub mod step_up;
 pub mod tokens;
 
@@ -43,6 +44,10 @@ pub enum ServiceError {
     PasskeyNotFound,
     #[error("wrong, spent or malformed recovery code")]
     InvalidRecoveryCode,
+    #[error("unknown, expired, ended or rotated refresh token")]
+    InvalidRefreshToken,
+    #[error("session not found")]
+    SessionNotFound,
     /// The token's level is too low; `max_age` is set on recent routes.
     #[error("passkey verification required")]
     PasskeyRequired { max_age: Option<Duration> },

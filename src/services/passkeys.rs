@@ -19,7 +19,7 @@ use webauthn_rs::prelude::{
 use super::audit::{Audit, EventKind};
 use super::rate_limit::{Action, RateLimiter};
 use super::recovery::RecoveryCodes;
-use super::tokens::{Grant, IssuedToken, Principal, TokenService};
+use super::tokens::{Grant, IssuedToken, Principal, Subject, TokenService};
 use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::{AuthLevel, AuthMethod, ClientInfo, Nickname};
@@ -523,8 +523,7 @@ impl PasskeyService {
         Ok(self
             .tokens
             .issue(
-                user_id,
-                &caller.username,
+                &Subject::of(caller),
                 Grant::new(AuthMethod::PasskeyStepUp, self.clock.now()),
                 self.clock.now(),
             )

@@ -27,6 +27,7 @@ use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::ClientInfo;
 use crate::repositories::recovery_codes::{CodeSet, Replaced};
+use crate::repositories::sessions::{Ended, SessionEnding};
 use crate::repositories::{RecoveryCodeRecord, RecoveryCodeRepository};
 
 /// Codes in one set.
@@ -221,16 +222,17 @@ impl RecoveryCodes {
     }
 
     /// Spends the code `input` names, if it is one of the account's unused
-    /// codes; a wrong, spent or malformed code is recorded and refused.
+    /// codes, ending the sessions `ending` names with it; returns their
+    /// ids. A wrong, spent or malformed code is recorded and refused.
     pub async fn spend(
         &self,
         user_id: Uuid,
         input: &str,
         client: &ClientInfo,
-    ) -> Result<(), ServiceError> {
-        let spent = self.try_spend(user_id, input, client).await?;
-        if spent {
-            return Ok(());
+        ending: SessionEnding,
+    ) -> Result<Ended, ServiceError> {
+        if let Some(ended) = self.try_spend(user_id, input, client, ending).await? {
+            return Ok(ended);
         }
         self.audit
             .record(EventKind::RecoveryCodeFailed, Some(user_id), client, None)
@@ -238,33 +240,35 @@ impl RecoveryCodes {
         Err(ServiceError::InvalidRecoveryCode)
     }
 
-    /// `true` if `input` was an unused code of the account, now spent.
+    /// The sessions ended if `input` was an unused code of the account, now
+    /// spent; `None` if it was not.
     async fn try_spend(
         &self,
         user_id: Uuid,
         input: &str,
         client: &ClientInfo,
-    ) -> Result<bool, ServiceError> {
+        ending: SessionEnding,
+    ) -> Result<Option<Ended>, ServiceError> {
         let Some(code) = RecoveryCode::parse(input) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(sample) = self.repo.sample_hash(user_id.to_string()).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(code_hash) = self.hasher.hash_like(code, sample).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let event = self
             .audit
             .event(EventKind::RecoveryCodeUsed, Some(user_id), client, None);
-        let spent = self
+        let ended = self
             .repo
-            .spend(user_id.to_string(), code_hash, event.clone())
+            .spend(user_id.to_string(), code_hash, event.clone(), ending)
             .await?;
-        if spent {
+        if ended.is_some() {
             self.audit.log(&event);
         }
-        Ok(spent)
+        Ok(ended)
     }
 
     pub async fn remaining(&self, user_id: Uuid) -> Result<i64, ServiceError> {

@@ -9,9 +9,8 @@
 //! the next request skips the signature check and the claims parsing, and
 //! only its expiry is checked again. Nothing unverified is ever remembered.
 //!
-//! Tokens of a deleted account are refused from then on: the account's id
-//! is kept in memory (for the longest token lifetime) and checked on every
-//! request, verified-token cache or not.
+//! Every token names its session (`sid`); whether that session has ended is
+//! the guards' question, asked on every request (see `services::sessions`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,12 +39,15 @@ pub struct Claims {
     pub iss: String,
     pub aud: String,
     pub jti: String,
+    /// The session the token belongs to.
+    pub sid: String,
 }
 
 /// The authenticated caller, as read from a verified token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     pub user_id: Uuid,
+    pub session_id: Uuid,
     pub username: String,
     pub auth_level: AuthLevel,
     pub claims: Claims,
@@ -78,12 +80,39 @@ impl Grant {
     }
 }
 
+/// Whom a token is for: the user and their session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub user_id: Uuid,
+    pub username: String,
+    pub session_id: Uuid,
+    /// No token outlives its session: its expiry is capped at this time
+    /// (seconds), when known.
+    pub not_after: Option<i64>,
+}
+
+impl Subject {
+    /// The subject of a caller's token, for a token derived from it (a
+    /// step-up keeps the session).
+    pub fn of(caller: &Principal) -> Self {
+        Subject {
+            user_id: caller.user_id,
+            username: caller.username.clone(),
+            session_id: caller.session_id,
+            not_after: None,
+        }
+    }
+}
+
 /// A freshly signed token and what the token response says about it.
 #[derive(Debug, Clone)]
 pub struct IssuedToken {
     pub access_token: String,
     pub expires_in: u64,
     pub auth_level: AuthLevel,
+    /// The session's new refresh token and its lifetime in seconds (login
+    /// and refresh; a step-up keeps the session's).
+    pub refresh: Option<(String, u64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -100,8 +129,6 @@ const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(300);
 
 pub struct TokenService {
     verified: moka::sync::Cache<String, Arc<Principal>>,
-    /// Deleted accounts (user id → when, in seconds): their tokens are refused.
-    revoked_subjects: moka::sync::Cache<Uuid, i64>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
@@ -132,10 +159,6 @@ impl TokenService {
                 .max_capacity(VERIFIED_CACHE_CAPACITY)
                 .time_to_live(VERIFIED_CACHE_TTL)
                 .build(),
-            // An entry is needed only while a token issued before it may live.
-            revoked_subjects: moka::sync::Cache::builder()
-                .time_to_live(password_ttl.max(full_ttl) + Duration::from_secs(1))
-                .build(),
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
@@ -153,56 +176,50 @@ impl TokenService {
         }
     }
 
+    /// The longest lifetime of any token.
+    pub fn longest_ttl(&self) -> Duration {
+        self.password_ttl.max(self.full_ttl)
+    }
+
     pub fn issue(
         &self,
-        user_id: Uuid,
-        username: &str,
+        subject: &Subject,
         grant: Grant,
         now: DateTime<Utc>,
     ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
         let level = grant.level;
-        let ttl = self.ttl(level);
         let iat = now.timestamp();
+        let mut exp = iat + self.ttl(level).as_secs() as i64;
+        if let Some(not_after) = subject.not_after {
+            exp = exp.min(not_after).max(iat);
+        }
         let claims = Claims {
-            sub: user_id.to_string(),
-            username: username.to_owned(),
+            sub: subject.user_id.to_string(),
+            username: subject.username.clone(),
             auth_level: level,
             acr: level,
             amr: grant.amr,
             auth_time: grant.auth_time,
             iat,
-            exp: iat + ttl.as_secs() as i64,
+            exp,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             jti: Uuid::new_v4().to_string(),
+            sid: subject.session_id.to_string(),
         };
         let access_token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
         Ok(IssuedToken {
             access_token,
-            expires_in: ttl.as_secs(),
+            expires_in: (exp - iat) as u64,
             auth_level: level,
+            refresh: None,
         })
-    }
-
-    /// From now on, refuses every token of `user_id` issued up to `now`
-    /// (the account was deleted).
-    pub fn revoke_subject(&self, user_id: Uuid, now: DateTime<Utc>) {
-        self.revoked_subjects.insert(user_id, now.timestamp());
-    }
-
-    fn is_revoked(&self, principal: &Principal) -> bool {
-        self.revoked_subjects
-            .get(&principal.user_id)
-            .is_some_and(|at| principal.claims.iat <= at)
     }
 
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, TokenError> {
         if let Some(known) = self.verified.get(token) {
             if known.claims.exp <= now.timestamp() {
                 return Err(TokenError::Expired);
-            }
-            if self.is_revoked(&known) {
-                return Err(TokenError::Invalid);
             }
             return Ok(Principal::clone(&known));
         }
@@ -213,15 +230,14 @@ impl TokenService {
             return Err(TokenError::Expired);
         }
         let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
+        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::Invalid)?;
         let principal = Principal {
             user_id,
+            session_id,
             username: claims.username.clone(),
             auth_level: claims.auth_level,
             claims,
         };
-        if self.is_revoked(&principal) {
-            return Err(TokenError::Invalid);
-        }
         self.verified
             .insert(token.to_owned(), Arc::new(principal.clone()));
         Ok(principal)
@@ -246,6 +262,15 @@ mod tests {
         )
     }
 
+    fn subject(username: &str) -> Subject {
+        Subject {
+            user_id: Uuid::new_v4(),
+            username: username.into(),
+            session_id: Uuid::new_v4(),
+            not_after: None,
+        }
+    }
+
     fn full_grant(now: DateTime<Utc>) -> Grant {
         Grant::new(AuthMethod::PasskeyStepUp, now)
     }
@@ -259,13 +284,14 @@ mod tests {
     fn issues_the_contract_claims_per_level() {
         let s = service();
         let now = Utc::now();
-        let id = Uuid::new_v4();
+        let alice = subject("alice");
+        let id = alice.user_id;
         let login_at = now - chrono::Duration::seconds(42);
         let pwd = s
-            .issue(id, "alice", Grant::new(AuthMethod::Password, login_at), now)
+            .issue(&alice, Grant::new(AuthMethod::Password, login_at), now)
             .unwrap();
         let full = s
-            .issue(id, "alice", Grant::new(AuthMethod::PasskeyStepUp, now), now)
+            .issue(&alice, Grant::new(AuthMethod::PasskeyStepUp, now), now)
             .unwrap();
         assert_eq!(pwd.expires_in, 3600);
         assert_eq!(full.expires_in, 900);
@@ -294,9 +320,7 @@ mod tests {
     fn verify_round_trips_and_enforces_expiry() {
         let s = service();
         let now = Utc::now();
-        let t = s
-            .issue(Uuid::new_v4(), "bob", full_grant(now), now)
-            .unwrap();
+        let t = s.issue(&subject("bob"), full_grant(now), now).unwrap();
         let p = s.verify(&t.access_token, now).unwrap();
         assert_eq!(p.auth_level, AuthLevel::Full);
         assert_eq!(p.username, "bob");
@@ -308,9 +332,7 @@ mod tests {
     fn a_remembered_token_still_expires_and_near_misses_are_not_remembered() {
         let s = service();
         let now = Utc::now();
-        let t = s
-            .issue(Uuid::new_v4(), "carol", full_grant(now), now)
-            .unwrap();
+        let t = s.issue(&subject("carol"), full_grant(now), now).unwrap();
         assert!(s.verify(&t.access_token, now).is_ok());
         assert!(
             s.verify(&t.access_token, now).is_ok(),
@@ -326,21 +348,18 @@ mod tests {
     }
 
     #[test]
-    fn tokens_of_a_revoked_subject_are_refused_cached_or_not() {
+    fn a_token_never_outlives_its_session() {
         let s = service();
         let now = Utc::now();
-        let (gone, kept) = (Uuid::new_v4(), Uuid::new_v4());
-        let cached = s.issue(gone, "gone", full_grant(now), now).unwrap();
-        let fresh = s.issue(gone, "gone", full_grant(now), now).unwrap();
-        let other = s.issue(kept, "kept", full_grant(now), now).unwrap();
-        assert!(s.verify(&cached.access_token, now).is_ok());
-        s.revoke_subject(gone, now);
-        assert_eq!(
-            s.verify(&cached.access_token, now),
-            Err(TokenError::Invalid)
-        );
-        assert_eq!(s.verify(&fresh.access_token, now), Err(TokenError::Invalid));
-        assert!(s.verify(&other.access_token, now).is_ok());
+        let mut subject = subject("dave");
+        subject.not_after = Some(now.timestamp() + 60);
+        let t = s.issue(&subject, full_grant(now), now).unwrap();
+        assert_eq!(t.expires_in, 60);
+        let c = claims_of(&t.access_token);
+        assert_eq!(c["exp"].as_i64().unwrap(), now.timestamp() + 60);
+        assert_eq!(c["sid"], subject.session_id.to_string());
+        let p = s.verify(&t.access_token, now).unwrap();
+        assert_eq!(p.session_id, subject.session_id);
     }
 
     #[test]
@@ -368,9 +387,7 @@ mod tests {
             Duration::from_secs(60),
         );
         for issuer in [other_iss, other_aud, other_key] {
-            let t = issuer
-                .issue(Uuid::new_v4(), "eve", full_grant(now), now)
-                .unwrap();
+            let t = issuer.issue(&subject("eve"), full_grant(now), now).unwrap();
             assert_eq!(
                 service().verify(&t.access_token, now),
                 Err(TokenError::Invalid)
@@ -383,12 +400,7 @@ mod tests {
         let s = service();
         let now = Utc::now();
         let t = s
-            .issue(
-                Uuid::new_v4(),
-                "eve",
-                Grant::new(AuthMethod::Password, now),
-                now,
-            )
+            .issue(&subject("eve"), Grant::new(AuthMethod::Password, now), now)
             .unwrap();
         let parts: Vec<&str> = t.access_token.split('.').collect();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);

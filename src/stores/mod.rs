@@ -7,6 +7,7 @@
 pub mod challenges;
 pub mod rate_limits;
 pub mod redis;
+pub mod sessions;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -24,9 +24,12 @@ pub(super) fn unavailable(err: redis::RedisError) -> StoreError {
 /// | `challenge:CEREMONY:USER` | string, TTL = challenge lifetime | [`super::challenges`] |
 /// | `rate:ACTION:ip:IP`, `rate:ACTION:account:ACCOUNT` | string (GCRA arrival time, ms), TTL = refill time | [`super::rate_limits`] |
 /// | `login-failures:ACCOUNT:IP` | hash `count`, `last`; TTL = tally lifetime | [`super::rate_limits`] |
+/// | `sessions:ended` | pub/sub channel: ids of sessions just ended | [`super::sessions`] |
 #[derive(Clone)]
 pub struct Redis {
     pub(super) conn: ConnectionManager,
+    /// For connections of their own (pub/sub).
+    pub(super) client: redis::Client,
     prefix: String,
 }
 
@@ -40,10 +43,14 @@ impl Redis {
             .set_response_timeout(Some(timeout))
             .set_number_of_retries(2)
             .set_max_delay(Duration::from_secs(2));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
-        Ok(Redis { conn, prefix })
+        Ok(Redis {
+            conn,
+            client,
+            prefix,
+        })
     }
 
     pub(super) fn key(&self, name: impl std::fmt::Display) -> String {

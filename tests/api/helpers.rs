@@ -127,6 +127,8 @@ pub struct TestUser {
     pub id: String,
     pub username: String,
     pub token: String,
+    /// The login session's refresh token.
+    pub refresh_token: String,
 }
 
 impl TestApp {
@@ -207,6 +209,16 @@ impl TestApp {
             req = req.bearer_auth(token);
         }
         req.send().await.expect("request sent")
+    }
+
+    /// `POST /auth/refresh` with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.post_json(
+            "/auth/refresh",
+            &json!({ "refreshToken": refresh_token }),
+            None,
+        )
+        .await
     }
 
     /// `POST /auth/recovery` with `code`.
@@ -317,14 +329,12 @@ impl TestApp {
             .to_owned();
         let res = self.login(&username, PASSWORD).await;
         assert_eq!(res.status(), 200, "login");
-        let token = res.json::<Value>().await.unwrap()["accessToken"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let login: Value = res.json().await.unwrap();
         TestUser {
             id,
             username,
-            token,
+            token: login["accessToken"].as_str().unwrap().to_owned(),
+            refresh_token: login["refreshToken"].as_str().unwrap().to_owned(),
         }
     }
 

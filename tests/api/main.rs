@@ -19,5 +19,6 @@ mod recovery;
 mod redis;
 mod resilience;
 mod routes;
+mod sessions;
 mod stepup;
 mod tokens;

@@ -45,6 +45,7 @@ fn forged_claims(user: &TestUser, overrides: Value) -> Value {
         "sub": user.id, "username": user.username, "authLevel": "full", "acr": "full",
         "amr": ["pwd", "hwk"], "auth_time": now, "iat": now, "exp": now + 600,
         "iss": "passkey-auth", "aud": "passkey-auth", "jti": uuid::Uuid::new_v4().to_string(),
+        "sid": uuid::Uuid::new_v4().to_string(),
     });
     for (k, v) in overrides.as_object().unwrap() {
         c[k] = v.clone();
