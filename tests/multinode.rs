@@ -117,6 +117,12 @@ fn sid_of(token: &str) -> String {
 /// Two nodes on a fresh database and a fresh key prefix, started at once;
 /// `None` (and a note) without `TEST_DATABASE_URL` and `TEST_REDIS_URL`.
 fn start_nodes() -> Option<(Nodes, Database)> {
+    start_nodes_with(false)
+}
+
+/// As [`start_nodes`]; with `apart`, each node has a Redis key prefix of its
+/// own, so they hear nothing from each other through Redis.
+fn start_nodes_with(apart: bool) -> Option<(Nodes, Database)> {
     let (Some(pg), Some(redis)) = (env_var("TEST_DATABASE_URL"), env_var("TEST_REDIS_URL")) else {
         eprintln!(
             "TEST_DATABASE_URL and TEST_REDIS_URL are needed for the multi-node test: not run"
@@ -125,13 +131,18 @@ fn start_nodes() -> Option<(Nodes, Database)> {
     };
     let database = Database::create(&pg);
     let prefix = format!("nodes:{}:", uuid::Uuid::new_v4().simple());
+    let prefix_b = if apart {
+        format!("nodes:{}:", uuid::Uuid::new_v4().simple())
+    } else {
+        prefix.clone()
+    };
     let dir = std::env::temp_dir().join("passkey-auth-multinode");
     std::fs::create_dir_all(&dir).unwrap();
 
     // Both nodes start at once on an empty database: migrations must not collide.
     let (a, b) = std::thread::scope(|s| {
         let a = s.spawn(|| Running::start(node(&dir, &database.url, &redis, &prefix)));
-        let b = s.spawn(|| Running::start(node(&dir, &database.url, &redis, &prefix)));
+        let b = s.spawn(|| Running::start(node(&dir, &database.url, &redis, &prefix_b)));
         (a.join().unwrap(), b.join().unwrap())
     });
     let nodes = Nodes {
@@ -197,6 +208,39 @@ fn a_session_ended_on_one_node_is_refused_by_the_other_within_a_second() {
         assert_eq!(nodes.post(b, "/auth/refresh", &body, None).0, 401);
     }
     eprintln!("node B refused the ended session's token after {waits:?}");
+}
+
+#[test]
+fn an_ending_redis_did_not_carry_reaches_the_other_node_from_the_database() {
+    // Different key prefixes: B never hears A's announcement, as when Redis
+    // was away at the moment of the ending.
+    let Some((nodes, _database)) = start_nodes_with(true) else {
+        return;
+    };
+    let (a, b) = (&nodes.a, &nodes.b);
+    let credentials = json!({"username": "drifter", "password": PASSWORD});
+    assert_eq!(nodes.post(a, "/auth/signup", &credentials, None).0, 201);
+    let (_, login) = nodes.post(a, "/auth/login", &credentials, None);
+    let token = login["accessToken"].as_str().unwrap().to_owned();
+    assert_eq!(nodes.get(b, "/protected/basic", &token).0, 200);
+    assert_eq!(
+        nodes.post(a, "/auth/logout", &json!({}), Some(&token)).0,
+        204
+    );
+    let ended_at = std::time::Instant::now();
+    // A refuses at once; B after its next re-read of the database (every 5 s).
+    assert_eq!(nodes.get(a, "/protected/basic", &token).0, 401);
+    while nodes.get(b, "/protected/basic", &token).0 == 200 {
+        assert!(
+            ended_at.elapsed() < std::time::Duration::from_secs(8),
+            "node B never learnt of the ending from the database"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    eprintln!(
+        "node B learnt of the ending from the database after {:?}",
+        ended_at.elapsed()
+    );
 }
 
 #[test]

@@ -7,7 +7,9 @@
 //! publishes its id, and every node's listener adds it to its own set
 //! within milliseconds; what a node misses while Redis is away it learns
 //! from the database, which the session service re-reads every few seconds
-//! and whenever the listener reconnects.
+//! and whenever the listener reconnects. An ending that cannot be published
+//! (Redis away) still counts: the database holds it and the re-read
+//! carries it.
 //!
 //! An id is kept as long as a token carrying it may live (the longest
 //! access-token lifetime), then forgotten.
@@ -141,9 +143,17 @@ impl EndedSessions for RedisEndedSessions {
             .collect::<Vec<_>>()
             .join(",");
         let mut conn = self.redis.conn.clone();
-        conn.publish::<_, _, ()>(self.channel(), payload)
-            .await
-            .map_err(unavailable)
+        // The ending is recorded in the database already, and this node
+        // knows it; if Redis cannot carry it now, the other nodes read it
+        // from the database within seconds, so the request that ended the
+        // session does not fail for it.
+        if let Err(err) = conn.publish::<_, _, ()>(self.channel(), payload).await {
+            log::warn!(
+                "cannot publish ended sessions (other nodes will read them from the database): {}",
+                unavailable(err)
+            );
+        }
+        Ok(())
     }
 
     fn learn(&self, ids: &[Uuid]) {

@@ -5,7 +5,7 @@ use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::authenticator::TestAuthenticator;
 use crate::helpers::*;
@@ -156,9 +156,18 @@ async fn a_lost_redis_gives_quick_503s_and_the_server_recovers() {
     proxied.set_port(Some(proxy.port)).unwrap();
     let (app, _) = spawn_on_redis(proxied.as_str(), &[]).await;
     let user = app.new_user().await;
+    let leaving = app.new_user().await;
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 
     proxy.cut();
+    // A logout cannot be announced now, but it counts: it is in the
+    // database (other nodes re-read it), and this node refuses at once.
+    let res = app
+        .post_json("/auth/logout", &json!({}), Some(&leaving.token))
+        .await;
+    assert_eq!(res.status(), 204);
+    let res = app.get("/protected/basic", Some(&leaving.token)).await;
+    assert_problem(res, 401, "invalid_token").await;
     let started = Instant::now();
     let res = app
         .get("/passkeys/register/options", Some(&user.token))
