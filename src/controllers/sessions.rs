@@ -32,7 +32,7 @@ pub async fn logout(
     LoginUser(caller): LoginUser,
     client: ClientInfo,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.logout(&caller, &client).await?;
+    state.sessions.logout(&caller, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -41,7 +41,7 @@ pub async fn list(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(state.auth.sessions(&caller).await?))
+    Ok(HttpResponse::Ok().json(state.sessions.list(&caller).await?))
 }
 
 /// Ends one of the caller's sessions (a recent route).
@@ -52,8 +52,8 @@ pub async fn end_one(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     state
-        .auth
-        .end_session(&caller, &path.into_inner(), &client)
+        .sessions
+        .end_one(&caller, &path.into_inner(), &client)
         .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -64,6 +64,6 @@ pub async fn end_others(
     RecentUser(caller): RecentUser,
     client: ClientInfo,
 ) -> Result<HttpResponse, ApiError> {
-    state.auth.end_other_sessions(&caller, &client).await?;
+    state.sessions.end_others(&caller, &client).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -11,7 +11,7 @@ use super::audit::{Audit, EventKind, EventPage};
 use super::passwords::Passwords;
 use super::rate_limit::{Action, RateLimiter};
 use super::recovery::{IssuedCodes, RecoveryCodes};
-use super::sessions::{EndReason, LiveSession, SessionService, SessionView};
+use super::sessions::{EndReason, LiveSession, SessionService};
 use super::tokens::{Grant, IssuedToken, Principal, Subject, TokenService};
 use super::ServiceError;
 use crate::clock::Clock;
@@ -226,68 +226,6 @@ impl AuthService {
             auth_time: session.record.auth_time,
         };
         self.session_token(&record.username, &session, grant)
-    }
-
-    /// Ends the caller's own session.
-    pub async fn logout(
-        &self,
-        caller: &Principal,
-        client: &ClientInfo,
-    ) -> Result<(), ServiceError> {
-        self.sessions
-            .end(
-                caller.user_id,
-                Ending::One(caller.session_id.to_string()),
-                EndReason::Logout,
-                client,
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// The caller's live sessions, newest first.
-    pub async fn sessions(&self, caller: &Principal) -> Result<Vec<SessionView>, ServiceError> {
-        self.sessions.list(caller.user_id, caller.session_id).await
-    }
-
-    /// Ends one of the caller's sessions (another user's id is not found).
-    pub async fn end_session(
-        &self,
-        caller: &Principal,
-        session_id: &str,
-        client: &ClientInfo,
-    ) -> Result<(), ServiceError> {
-        let id = Uuid::parse_str(session_id).map_err(|_| ServiceError::SessionNotFound)?;
-        let ended = self
-            .sessions
-            .end(
-                caller.user_id,
-                Ending::One(id.to_string()),
-                EndReason::Revoked,
-                client,
-            )
-            .await?;
-        if ended == 0 {
-            return Err(ServiceError::SessionNotFound);
-        }
-        Ok(())
-    }
-
-    /// Ends every session of the caller's but the current one.
-    pub async fn end_other_sessions(
-        &self,
-        caller: &Principal,
-        client: &ClientInfo,
-    ) -> Result<(), ServiceError> {
-        self.sessions
-            .end(
-                caller.user_id,
-                Ending::AllBut(Some(caller.session_id.to_string())),
-                EndReason::OthersEnded,
-                client,
-            )
-            .await?;
-        Ok(())
     }
 
     /// One unused recovery code raises a login to the full level, as a

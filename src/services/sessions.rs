@@ -31,6 +31,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::audit::{Audit, EventKind};
+use super::tokens::Principal;
 use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::ClientInfo;
@@ -337,17 +338,56 @@ impl SessionService {
         self.ended(ended).await
     }
 
-    /// The user's live sessions, newest first; `current` marks `current`.
-    pub async fn list(
+    /// Ends the caller's own session.
+    pub async fn logout(
         &self,
-        user_id: Uuid,
-        current: Uuid,
-    ) -> Result<Vec<SessionView>, ServiceError> {
+        caller: &Principal,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let own = Ending::One(caller.session_id.to_string());
+        self.end(caller.user_id, own, EndReason::Logout, client)
+            .await
+            .map(drop)
+    }
+
+    /// Ends one of the caller's sessions; another user's (or no such) id
+    /// is [`ServiceError::SessionNotFound`].
+    pub async fn end_one(
+        &self,
+        caller: &Principal,
+        session_id: &str,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let id = Uuid::parse_str(session_id).map_err(|_| ServiceError::SessionNotFound)?;
+        let one = Ending::One(id.to_string());
+        match self
+            .end(caller.user_id, one, EndReason::Revoked, client)
+            .await?
+        {
+            0 => Err(ServiceError::SessionNotFound),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends every session of the caller's but the current one.
+    pub async fn end_others(
+        &self,
+        caller: &Principal,
+        client: &ClientInfo,
+    ) -> Result<(), ServiceError> {
+        let others = Ending::AllBut(Some(caller.session_id.to_string()));
+        self.end(caller.user_id, others, EndReason::OthersEnded, client)
+            .await
+            .map(drop)
+    }
+
+    /// The caller's live sessions, newest first, theirs marked `current`.
+    pub async fn list(&self, caller: &Principal) -> Result<Vec<SessionView>, ServiceError> {
         let now = self.clock.now().naive_utc();
-        let current = current.to_string();
+        let current = caller.session_id.to_string();
         Ok(self
             .repo
-            .live_for_user(user_id.to_string(), now)
+            .live_for_user(caller.user_id.to_string(), now)
             .await?
             .into_iter()
             .map(|s| SessionView {
