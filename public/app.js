@@ -12,6 +12,24 @@ const STORAGE_KEYS = {
   password: 'passkeyDemo.passwordToken',
   full: 'passkeyDemo.fullToken',
 };
+// The session's refresh token (from login), kept with them. POST /auth/refresh
+// swaps it for a new one and a new password-level token shortly before that
+// one expires, so a person stays logged in. A refresh token is used once:
+// presenting it again after its rotation ends the whole session (the server
+// takes it for a stolen copy), so the new one is stored before anything
+// else, and refreshes never overlap (one in flight per tab, one at a time
+// across tabs with the Web Locks API).
+const REFRESH_KEY = 'passkeyDemo.refreshToken';
+// Hashes of refresh tokens already rotated, shared by the tabs of this origin:
+// a tab duplicated from another holds a copy of the same refresh token, and
+// must not present it once the other tab has used it.
+const ROTATED_KEY = 'passkeyDemo.rotatedRefreshTokens';
+const REFRESH_LOCK = 'passkeyDemo.refresh';
+const REFRESH_MIN_DELAY_MS = 5_000;  // never refresh more often than this…
+const REFRESH_MARGIN_MS = 2_000;     // …unless the token would expire first
+const REFRESH_RETRY_MS = 10_000;     // after a failure that is not a 401
+const SESSION_ENDED_TEXT = 'Your session has ended (logged out here or from another device, or the password '
+  + 'was changed): log in again.';
 
 const state = {
   tokens: { password: null, full: null }, // each { raw, claims } or null
@@ -25,6 +43,17 @@ const state = {
   codes: null,        // recovery codes on show (shown once), or null
   focusAfter: null,   // element to focus once the running action ends (instead of restoring focus)
   maxAge: null,       // STEP_UP_MAX_AGE_SECS, once a challenge told it (max_age)
+  refreshToken: null, // the session's refresh token (raw string), or null
+  refresh: {
+    inFlight: null,   // the running refresh (a promise), so that two never overlap
+    nextAt: null,     // when the next refresh is due (ms since the epoch), or null
+    lastAt: null,     // when the last one succeeded
+    problem: null,    // why the last one failed (not 401), while retrying
+  },
+  generation: 0,      // bumped whenever the session held here changes (login, logout, ended)
+  sessions: null,     // last GET /auth/sessions answer (null = not loaded)
+  sessionEnded: null, // why this page lost its session (shown until the next login), or null
+  lastCheck: 0,       // when the session list was last reloaded quietly (tab shown again)
 };
 
 const webauthnAvailable = typeof window.PublicKeyCredential === 'function';
@@ -103,6 +132,17 @@ class ReauthCancelledError extends Error {
   }
 }
 
+// The server no longer knows this page's session (ended here or elsewhere):
+// the page has forgotten its tokens.
+class SessionEndedError extends Error {
+  constructor(text = SESSION_ENDED_TEXT) {
+    super(text);
+    this.name = 'SessionEndedError';
+    this.code = 'session_ended';
+    this.status = 401;
+  }
+}
+
 class NetworkError extends Error {
   constructor(cause) {
     super(`Network error: could not reach the server (${cause && cause.message ? cause.message : cause}).`);
@@ -135,6 +175,7 @@ const CODE_HINTS = {
   no_passkeys: 'Register a passkey first.',
   missing_token: 'Log in first.',
   invalid_token: 'Your token is no longer accepted: log in again.',
+  invalid_refresh_token: 'Your session has ended: log in again.',
   challenge_expired: 'The passkey challenge expired or was already used: start again.',
   invalid_credentials: 'Check the username and password.',
   username_taken: 'Pick another username, or log in.',
@@ -169,11 +210,33 @@ function describeError(err) {
 
 // ---------------------------------------------------------------- HTTP
 
-// Low level: always resolves with {status, ok, body, token} unless the network fails.
-async function request(method, path, { body, auth = true } = {}) {
+// Low level: resolves with {status, ok, body, token, ...} unless the network
+// fails. A 401 invalid_token (the session ended elsewhere, or the token
+// expired by the server's clock) is met with one refresh: when it works the
+// request is sent once more with the new token; when the session has ended
+// it throws SessionEndedError, the page being logged out by then.
+// `token`: send this one instead of the active one; `recover: false`: no refresh.
+async function request(method, path, options = {}) {
+  const { auth = true, recover = true } = options;
+  const token = options.token !== undefined ? options.token : (auth ? activeToken() : null);
+  const res = await send(method, path, options.body, token);
+  if (!(recover && token && res.status === 401 && problemCode(res.body) === 'invalid_token')) return res;
+  try {
+    if (!(await recoverSession(token))) return res;
+  } catch (err) {
+    if (err instanceof SessionEndedError) err.response = res;
+    throw err;
+  }
+  return send(method, path, options.body, activeToken());
+}
+
+function problemCode(body) {
+  return body && typeof body === 'object' ? body.code || null : null;
+}
+
+async function send(method, path, body, token) {
   const headers = { Accept: 'application/json, application/problem+json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const token = auth ? activeToken() : null;
   if (token) headers.Authorization = `Bearer ${token.raw}`;
   let response;
   let text;
@@ -199,6 +262,7 @@ async function request(method, path, { body, auth = true } = {}) {
     body: parsed,
     token,
     wwwAuthenticate: response.headers.get('WWW-Authenticate'),
+    retryAfter: response.headers.get('Retry-After'),
   };
 }
 
@@ -367,22 +431,39 @@ function storeToken(slot, token) {
   else s.removeItem(STORAGE_KEYS[slot]);
 }
 
+function storeRefreshToken(raw) {
+  state.refreshToken = raw || null;
+  const s = storage();
+  if (!s) return;
+  if (raw) s.setItem(REFRESH_KEY, raw);
+  else s.removeItem(REFRESH_KEY);
+}
+
+// Login, refresh and passkey sign-in answer a refreshToken (stored first of
+// all); a step-up or a recovery code keeps the session and its refresh token.
 function acceptTokenResponse(answer) {
   if (!answer || typeof answer.accessToken !== 'string') {
     throw new Error('The server\'s token response has no "accessToken".');
   }
+  if (typeof answer.refreshToken === 'string' && answer.refreshToken) storeRefreshToken(answer.refreshToken);
   const token = makeToken(answer.accessToken);
   const slot = answer.authLevel === 'full' || slotOf(token) === 'full' ? 'full' : 'password';
   storeToken(slot, token);
   if (slot === 'full') state.stepUpLost = false;
+  scheduleRefresh();
 }
 
 function clearSession() {
   storeToken('password', null);
   storeToken('full', null);
+  storeRefreshToken(null);
+  state.generation += 1; // a refresh still in flight belongs to the old session: its answer is dropped
+  state.refresh.nextAt = null;
+  state.refresh.problem = null;
   state.stepUpLost = false;
   state.me = null;
   state.passkeys = null;
+  state.sessions = null;
   state.codes = null; // shown once, and not to whoever uses the page next
 }
 
@@ -402,7 +483,9 @@ function loadTokens() {
     const raw = s.getItem(STORAGE_KEYS[slot]);
     state.tokens[slot] = raw ? makeToken(raw) : null;
   }
+  state.refreshToken = s.getItem(REFRESH_KEY) || null;
   s.removeItem('passkeyDemo.accessToken'); // older page versions kept one token
+  scheduleRefresh();
 }
 
 // The server refused a token (401 invalid_token): forget it. A refused
@@ -412,7 +495,193 @@ function forgetToken(token) {
   if (!slot) return;
   storeToken(slot, null);
   if (slot === 'full' && isLive(state.tokens.password)) state.stepUpLost = true;
-  if (!activeToken()) clearSession();
+  // With a refresh token left, the next refresh (due now) gets a new token.
+  if (!activeToken() && state.refreshToken) state.refresh.nextAt = Date.now();
+  else if (!activeToken()) clearSession();
+}
+
+// ---------------------------------------------------------------- refresh
+
+// When the password-level token should be renewed: at 85 % of its life or
+// 30 s before it expires, whichever is sooner; not sooner than
+// REFRESH_MIN_DELAY_MS from now, unless it expires before that.
+function scheduleRefresh() {
+  state.refresh.problem = null;
+  if (!state.refreshToken) {
+    state.refresh.nextAt = null;
+    return;
+  }
+  const now = Date.now();
+  const c = state.tokens.password && state.tokens.password.claims;
+  if (!c || typeof c.exp !== 'number') {
+    state.refresh.nextAt = now; // a refresh token without its access token: get one now
+    return;
+  }
+  const exp = c.exp * 1000;
+  const iat = typeof c.iat === 'number' ? c.iat * 1000 : exp;
+  const due = Math.min(iat + 0.85 * (exp - iat), exp - 30_000);
+  state.refresh.nextAt = Math.max(due, Math.min(now + REFRESH_MIN_DELAY_MS, exp - REFRESH_MARGIN_MS));
+}
+
+function refreshDue() {
+  return Boolean(state.refreshToken) && state.refresh.nextAt !== null && Date.now() >= state.refresh.nextAt;
+}
+
+// Renews the password-level token with the refresh token. One at a time: a
+// caller arriving while a refresh runs shares it. Resolves with the token
+// response (null when the session changed meanwhile); rejects with SessionEndedError (the page is logged out by then)
+// when the server refuses the refresh token, with another error otherwise.
+function refreshSession() {
+  if (!state.refresh.inFlight) {
+    const run = withRefreshLock(doRefresh);
+    state.refresh.inFlight = run;
+    const done = () => { if (state.refresh.inFlight === run) state.refresh.inFlight = null; };
+    run.then(done, done);
+  }
+  return state.refresh.inFlight;
+}
+
+// The Web Locks API serialises refreshes across this origin's tabs.
+function withRefreshLock(fn) {
+  if (navigator.locks && typeof navigator.locks.request === 'function') {
+    return navigator.locks.request(REFRESH_LOCK, fn);
+  }
+  return fn();
+}
+
+async function doRefresh() {
+  const generation = state.generation;
+  // Read again what this tab holds: the lock may have been waited for.
+  const s = storage();
+  const raw = (s && s.getItem(REFRESH_KEY)) || state.refreshToken;
+  if (!raw) return null;
+  const hash = await tokenHash(raw);
+  if (hash && rotatedElsewhere(hash)) {
+    // A copy of this tab (or this tab's copy) already used it: presenting it
+    // again would end the session for the other tab too.
+    throw endSessionLocally('This tab is a copy of another one that has since renewed the session, so this tab '
+      + 'cannot go on with it: log in again here (the other tab stays logged in).',
+    'This tab left the session to the tab it was copied from: log in again here.');
+  }
+  const res = await send('POST', '/auth/refresh', { refreshToken: raw }, null);
+  // Logged out or logged in anew meanwhile: this answer is of no use any more.
+  if (generation !== state.generation) return null;
+  if (res.status === 401) throw endSessionLocally();
+  if (!res.ok) {
+    const err = new ApiError(res.status, res.body, null, res.wwwAuthenticate);
+    err.retryAfter = res.retryAfter;
+    throw err;
+  }
+  const answer = res.body || {};
+  if (typeof answer.refreshToken === 'string' && answer.refreshToken) storeRefreshToken(answer.refreshToken);
+  if (hash) rememberRotated(hash);
+  if (answer.authLevel === 'full') throw new Error('The server answered a full-level token to a refresh.');
+  acceptTokenResponse(answer);
+  state.refresh.lastAt = Date.now();
+  renderAll();
+  return answer;
+}
+
+// What the tick does when a refresh is due: renew quietly, retry later when
+// the server cannot be reached (a refused refresh token logs the page out).
+function backgroundRefresh() {
+  refreshSession().catch((err) => {
+    if (err instanceof SessionEndedError) return;
+    if (!state.refreshToken) return;
+    const wait = retryAfterMs(err) || REFRESH_RETRY_MS;
+    state.refresh.nextAt = Date.now() + wait;
+    state.refresh.problem = describeError(err);
+    renderExpiry();
+    if (!isLive(state.tokens.password)) {
+      showMessage('warning', `Could not renew the access token: ${describeError(err)}. Trying again in `
+        + `${humanSeconds(wait / 1000)}.`, err);
+    }
+  });
+}
+
+function retryAfterMs(err) {
+  const seconds = err && err.retryAfter ? Number.parseInt(err.retryAfter, 10) : NaN;
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : null;
+}
+
+// Called with a token the server refused (401 invalid_token). Refreshes once,
+// unless another caller already replaced that token. Resolves true when a
+// new token is there to try again with, false when there is nothing to try;
+// rejects with SessionEndedError when the session has ended.
+async function recoverSession(refused) {
+  const held = ['full', 'password'].find((slot) => state.tokens[slot] && state.tokens[slot].raw === refused.raw);
+  if (!held) {
+    const current = activeToken();
+    return Boolean(current) && current.raw !== refused.raw;
+  }
+  if (!state.refreshToken) return false;
+  try {
+    await refreshSession();
+  } catch (err) {
+    if (err instanceof SessionEndedError) throw err;
+    return false; // could not tell: the caller reports the 401 it got
+  }
+  // The session lives: a refused full-level token has expired by the
+  // server's clock; the page goes on at password level.
+  if (held === 'full' && state.tokens.full && state.tokens.full.raw === refused.raw) {
+    storeToken('full', null);
+    state.stepUpLost = true;
+    renderAll();
+  }
+  const current = activeToken();
+  return Boolean(current) && current.raw !== refused.raw;
+}
+
+// The server no longer knows this session: forget it, say so, and end
+// whatever was waiting (a re-verification panel, a passkey prompt).
+// Returns the error for the caller to throw.
+function endSessionLocally(text = SESSION_ENDED_TEXT, status = 'Your session has ended: log in again.') {
+  const err = new SessionEndedError(text);
+  clearSession();
+  state.sessionEnded = status;
+  renderAll();
+  showMessage('warning', text, err);
+  if (state.ceremony) cancelCeremony();
+  if (state.reauth) abandonReauth(err);
+  return err;
+}
+
+// SHA-256 of a refresh token, base64url (null where SubtleCrypto is missing).
+async function tokenHash(raw) {
+  try {
+    if (!window.crypto || !crypto.subtle) return null;
+    const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(raw));
+    return bufferToBase64url(digest);
+  } catch (_) {
+    return null;
+  }
+}
+
+function readRotated() {
+  try {
+    const parsed = JSON.parse(window.localStorage.getItem(ROTATED_KEY) || '{}');
+    return parsed && typeof parsed === 'object' ? parsed : {};
+  } catch (_) {
+    return {};
+  }
+}
+
+function rotatedElsewhere(hash) {
+  return Object.prototype.hasOwnProperty.call(readRotated(), hash);
+}
+
+// Keeps the hashes of the last refresh tokens used, for a day at most.
+function rememberRotated(hash) {
+  try {
+    const now = Date.now();
+    const kept = Object.entries(readRotated())
+      .filter(([, at]) => typeof at === 'number' && now - at < 86_400_000)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 49);
+    window.localStorage.setItem(ROTATED_KEY, JSON.stringify(Object.fromEntries([[hash, now], ...kept])));
+  } catch (_) {
+    // No localStorage: duplicated tabs are not detected, nothing else changes.
+  }
 }
 
 // ---------------------------------------------------------------- rendering
@@ -464,7 +733,21 @@ function renderExpiry() {
   $('token-full-expiry').textContent = expiryText(state.tokens.full,
     state.stepUpLost ? 'expired: verify with your passkey again' : 'none');
   $('token-full-expiry').classList.toggle('expired', state.stepUpLost && !state.tokens.full);
+  $('token-refresh').textContent = refreshText();
+  $('token-refresh').classList.toggle('expired', Boolean(state.refresh.problem));
   $('claim-auth-time').textContent = authTimeText(shown);
+}
+
+// "held: renews the password token in 0:42 (last renewed 12:34:56)", never the token itself.
+function refreshText() {
+  if (!state.refreshToken) return 'none';
+  const r = state.refresh;
+  let text = 'held';
+  if (r.inFlight) text += ': renewing the password token now…';
+  else if (r.problem) text += `: renewing failed (${r.problem}); trying again in ${formatDuration(Math.max(0, Math.ceil((r.nextAt - Date.now()) / 1000)))}`;
+  else if (r.nextAt !== null) text += `: renews the password token in ${formatDuration(Math.max(0, Math.ceil((r.nextAt - Date.now()) / 1000)))}`;
+  if (r.lastAt) text += ` (last renewed ${new Date(r.lastAt).toLocaleTimeString()})`;
+  return text;
 }
 
 // "12:34:56 (0:42 ago)", plus whether it is within the window of recent-only
@@ -496,8 +779,9 @@ function renderSession() {
   badge.classList.toggle('badge--expired', expired);
   badge.title = expired ? 'expired' : '';
 
-  let status = 'Not logged in.';
+  let status = state.sessionEnded || 'Not logged in.';
   if (shown && !shown.claims) status = 'Logged in, but the token could not be decoded.';
+  else if (expired && state.refreshToken) status = `The access token of ${c.username || '?'} expired: renewing it…`;
   else if (expired) status = `The session of ${c.username || '?'} has expired: log in again.`;
   else if (level === 'full') {
     status = Array.isArray(c.amr) && c.amr.includes('otp')
@@ -508,7 +792,7 @@ function renderSession() {
     status = 'The full-level token expired: verify with your passkey again.';
   } else if (level === 'password') status = 'Logged in with a password only.';
   $('session-status').textContent = status;
-  $('session-status').classList.toggle('expired', expired);
+  $('session-status').classList.toggle('expired', (expired && !state.refreshToken) || (!shown && Boolean(state.sessionEnded)));
   $('session-status').classList.toggle('attention', level === 'password' && state.stepUpLost);
 
   $('claim-username').textContent = shown ? (c.username || '—') : '—';
@@ -516,6 +800,7 @@ function renderSession() {
   $('claim-amr').textContent = shown && Array.isArray(c.amr) ? c.amr.join(', ') : '—';
   $('claim-acr').textContent = shown && c.acr !== undefined ? String(c.acr) : '—';
   $('claim-sub').textContent = shown && c.sub !== undefined ? String(c.sub) : '—';
+  $('claim-sid').textContent = shown && c.sid !== undefined ? String(c.sid) : '—';
   $('claim-iat').textContent = shown && c.iat ? formatDate(c.iat) : '—';
   renderExpiry();
 }
@@ -624,6 +909,119 @@ function renderPasskeys() {
   for (const passkey of state.passkeys) list.append(renderPasskeyItem(passkey));
 }
 
+// ---------------------------------------------------------------- sessions
+
+// "Chrome 140 on Linux" from a User-Agent header; the header itself, cut
+// short, when it is not a browser's.
+function shortUserAgent(ua) {
+  if (typeof ua !== 'string' || !ua.trim()) return 'Unknown device';
+  const browsers = [
+    [/Edg(?:e|A|iOS)?\/(\d+)/, 'Edge'],
+    [/OPR\/(\d+)/, 'Opera'],
+    [/SamsungBrowser\/(\d+)/, 'Samsung Internet'],
+    [/(?:Firefox|FxiOS)\/(\d+)/, 'Firefox'],
+    [/HeadlessChrome\/(\d+)/, 'Headless Chrome'],
+    [/(?:Chrome|CriOS|Chromium)\/(\d+)/, 'Chrome'],
+    [/Version\/(\d+)[\d.]*.*Safari\//, 'Safari'],
+    [/^curl\/([\d.]+)/, 'curl'],
+  ];
+  let browser = null;
+  for (const [re, name] of browsers) {
+    const m = re.exec(ua);
+    if (m) {
+      browser = `${name} ${m[1]}`;
+      break;
+    }
+  }
+  const systems = [
+    [/iPad/, 'iPad'], [/iPhone|iPod/, 'iPhone'], [/Android/, 'Android'], [/Windows/, 'Windows'],
+    [/CrOS/, 'ChromeOS'], [/Macintosh|Mac OS X/, 'macOS'], [/Linux/, 'Linux'],
+  ];
+  const system = (systems.find(([re]) => re.test(ua)) || [null, null])[1];
+  if (browser) return system ? `${browser} on ${system}` : browser;
+  const trimmed = ua.trim();
+  return trimmed.length > 48 ? `${trimmed.slice(0, 47)}…` : trimmed;
+}
+
+// The sid of the tokens this page holds.
+function currentSid() {
+  const token = activeToken() || displayedToken();
+  return token && token.claims && token.claims.sid !== undefined ? String(token.claims.sid) : null;
+}
+
+function isCurrentSession(session) {
+  if (typeof session.current === 'boolean') return session.current;
+  return String(session.id) === currentSid();
+}
+
+function otherSessions() {
+  return Array.isArray(state.sessions) ? state.sessions.filter((session) => !isCurrentSession(session)) : [];
+}
+
+function sessionDomId(id) {
+  return `session-${String(id).replace(/[^A-Za-z0-9_-]/g, '_')}`;
+}
+
+function renderSessionItem(session) {
+  const id = String(session.id);
+  const current = isCurrentSession(session);
+  const device = shortUserAgent(session.userAgent);
+  const lastSeen = formatDate(session.lastSeenAt);
+  const facts = [
+    ['Signed in', formatDate(session.createdAt)],
+    ['Last seen', lastSeen],
+    ['IP address', session.clientIp || '—'],
+    ['Session', id],
+  ].flatMap(([label, value]) => [h('dt', { textContent: label }), h('dd', { textContent: value })]);
+  const head = h('div', { className: 'session-head' },
+    h('h3', {
+      className: 'session-device', textContent: device,
+      title: session.userAgent || 'The browser did not say (no User-Agent header)',
+    }));
+  if (current) head.append(h('span', { className: 'badge badge--this', textContent: 'this device' }));
+  const item = h('li', {
+    id: sessionDomId(id),
+    className: `session-item${current ? ' session-item--current' : ''}`,
+    dataset: { sessionId: id, current: String(current) },
+  }, head, h('dl', { className: 'facts facts--compact' }, ...facts));
+  if (current) {
+    item.append(h('p', { className: 'hint', textContent: 'The session of this page: "Log out" ends it.' }));
+  } else {
+    item.append(h('div', { className: 'actions session-item-actions' },
+      h('button', {
+        type: 'button', className: 'button button--danger end-session-button', textContent: 'End',
+        dataset: { sessionId: id, device },
+        attrs: { 'aria-label': `End the session of ${device}, last seen ${lastSeen}` },
+      })));
+  }
+  return item;
+}
+
+let renderedSessionsKey = null;
+
+function renderSessions() {
+  const list = $('session-list');
+  const empty = $('sessions-empty');
+  const loggedIn = Boolean(activeToken() || state.refreshToken);
+  const key = JSON.stringify([loggedIn, currentSid(), state.sessions]);
+  if (key === renderedSessionsKey) return;
+  renderedSessionsKey = key;
+  list.replaceChildren();
+  if (!loggedIn) {
+    empty.textContent = 'Log in to see your sessions.';
+    empty.hidden = false;
+    return;
+  }
+  if (state.sessions === null) {
+    empty.textContent = 'Sessions not loaded yet.';
+    empty.hidden = false;
+    return;
+  }
+  empty.textContent = 'No live session is listed for this account.';
+  empty.hidden = state.sessions.length > 0;
+  for (const session of state.sessions) list.append(renderSessionItem(session));
+}
+
 // The step-up hint next to the passkey buttons, at password level only.
 function renderStepUpHint() {
   const hint = $('stepup-hint');
@@ -652,7 +1050,7 @@ function renderControls() {
   const set = (id, enabled) => { $(id).disabled = !enabled; };
   set('signup-submit', idle);
   set('login-submit', idle);
-  set('logout', Boolean(state.tokens.password || state.tokens.full) && idle);
+  set('logout', Boolean(state.tokens.password || state.tokens.full || state.refreshToken) && idle);
   set('passkey-nickname', live && webauthnAvailable && idle);
   set('register-passkey', live && webauthnAvailable && idle);
   set('verify-passkey', live && webauthnAvailable && hasPasskeys && idle);
@@ -673,6 +1071,12 @@ function renderControls() {
   $('recovery-form').hidden = !(state.level === 'password' && count !== null && count > 0) || Boolean(state.reauth);
   set('recovery-code', live && idle);
   set('use-recovery-code', live && idle);
+  // Sessions: "Log out everywhere else" once there is another session to end
+  // (or while the list is not loaded).
+  set('refresh-sessions', live && idle);
+  set('end-other-sessions', live && idle && (state.sessions === null || otherSessions().length > 0));
+  $('end-other-sessions').parentElement.hidden = !(live || state.refreshToken);
+  for (const el of $('session-list').querySelectorAll('.end-session-button')) el.disabled = !(live && idle);
   renderStepUpHint();
   document.body.setAttribute('aria-busy', String(state.busy));
 }
@@ -742,6 +1146,7 @@ function renderAll() {
   renderSession();
   renderMe();
   renderPasskeys();
+  renderSessions();
   renderControls();
   renderCeremony();
   renderReauth();
@@ -796,8 +1201,18 @@ async function runAction(label, fn) {
     await fn();
   } catch (err) {
     absorbError(err);
-    if (err instanceof CancelledError || err instanceof ReauthCancelledError) showMessage('warning', err.message, err);
-    else showMessage('error', `${label} failed: ${describeError(err)}`, err);
+    if (err instanceof SessionEndedError) {
+      // Logged out already (endSessionLocally): say why, and offer the login form.
+      showMessage('warning', err.message, err);
+      state.focusAfter = $('login-username');
+    } else if (err instanceof CancelledError && state.sessionEnded && !activeToken()) {
+      // A passkey prompt ended because the session did: its message stays.
+      state.focusAfter = $('login-username');
+    } else if (err instanceof CancelledError || err instanceof ReauthCancelledError) {
+      showMessage('warning', err.message, err);
+    } else {
+      showMessage('error', `${label} failed: ${describeError(err)}`, err);
+    }
   } finally {
     state.busy = false;
     renderAll();
@@ -1009,10 +1424,14 @@ function onReauthPassword(event) {
     try {
       const answer = await api('POST', '/auth/login', { body: { username: username(), password }, auth: false });
       // A new login: its password-level token is the fresh one (a full-level
-      // token of the old login would be sent first, and refused again).
+      // token of the old login would be sent first, and refused again). It
+      // starts a new session, which replaces this page's old one: that ends.
+      const old = activeToken() || state.tokens.password;
+      state.generation += 1; // a refresh of the old session still in flight is dropped
       storeToken('full', null);
       state.stepUpLost = false;
       acceptTokenResponse(answer);
+      await endReplacedSession(old);
       $('reauth-password').value = '';
       showMessage('success', `Password confirmed: continuing with the ${r.label.toLowerCase()}…`);
       finishReauth(r);
@@ -1029,12 +1448,43 @@ function onReauthCancel() {
   else abandonReauth();
 }
 
-// Reloads GET /auth/me and GET /passkeys (after login and every passkey change).
+// Reloads GET /auth/me, GET /passkeys and GET /auth/sessions (after login and
+// every passkey change).
 async function refreshAccount() {
-  const [me, passkeys] = await Promise.all([api('GET', '/auth/me'), api('GET', '/passkeys')]);
+  const [me, passkeys, sessions] = await Promise.all([
+    api('GET', '/auth/me'), api('GET', '/passkeys'), api('GET', '/auth/sessions'),
+  ]);
   state.me = me;
   state.passkeys = Array.isArray(passkeys) ? passkeys : [];
+  state.sessions = Array.isArray(sessions) ? sessions : [];
   renderAll();
+}
+
+async function loadSessions() {
+  const sessions = await api('GET', '/auth/sessions');
+  state.sessions = Array.isArray(sessions) ? sessions : [];
+  renderAll();
+}
+
+// Best effort: POST /auth/logout with a token of a session this page is
+// leaving (another login took its place). Never refreshes, never throws.
+async function endReplacedSession(token) {
+  if (!token || !token.claims || token.claims.sid === currentSid()) return;
+  try {
+    await request('POST', '/auth/logout', { token, recover: false });
+  } catch (_) {
+    // Unreachable server: that session ends with its refresh token's life.
+  }
+}
+
+// Stores a login's answer in place of whatever session this page held,
+// ending that one on the server.
+async function adoptLogin(answer) {
+  const previous = activeToken() || state.tokens.password;
+  clearSession();
+  state.sessionEnded = null;
+  acceptTokenResponse(answer);
+  await endReplacedSession(previous);
 }
 
 function onSignup(event) {
@@ -1049,8 +1499,7 @@ function onSignup(event) {
     const user = await api('POST', '/auth/signup', { body, auth: false });
     // Signup answers the new user, not a token: log in with the same credentials.
     const answer = await api('POST', '/auth/login', { body: { username, password }, auth: false });
-    clearSession();
-    acceptTokenResponse(answer);
+    await adoptLogin(answer);
     form.reset();
     renderAll();
     $('account-forms').open = false;
@@ -1066,8 +1515,7 @@ function onLogin(event) {
   const password = $('login-password').value;
   runAction('Login', async () => {
     const answer = await api('POST', '/auth/login', { body: { username, password }, auth: false });
-    clearSession();
-    acceptTokenResponse(answer);
+    await adoptLogin(answer);
     form.reset();
     renderAll();
     $('account-forms').open = false;
@@ -1077,10 +1525,33 @@ function onLogin(event) {
   });
 }
 
+// POST /auth/logout ends the session on the server (its access tokens and its
+// refresh token stop working); the page forgets its tokens whatever the answer.
 function onLogout() {
-  clearSession();
-  renderAll();
-  showMessage('info', 'Logged out: both tokens were forgotten by this page.');
+  runAction('Logout', async () => {
+    // A refresh under way first: its answer would hold the session's latest tokens.
+    if (state.refresh.inFlight) await state.refresh.inFlight.catch(() => null);
+    let token = activeToken();
+    if (!token && state.refreshToken) {
+      // Only an expired access token left: renew it, to be able to end the session.
+      token = await refreshSession().then(() => activeToken(), () => null);
+    }
+    let outcome = 'this page had no live token to end the session with on the server';
+    if (token) {
+      try {
+        const res = await request('POST', '/auth/logout', { token, recover: false });
+        if (res.ok) outcome = 'the session was ended on the server';
+        else if (res.status === 401) outcome = 'the server had already ended this session';
+        else outcome = `the server could not end the session (HTTP ${res.status}${problemCode(res.body) ? `, ${problemCode(res.body)}` : ''})`;
+      } catch (err) {
+        outcome = `the server could not be told (${err.message})`;
+      }
+    }
+    clearSession();
+    state.sessionEnded = null;
+    renderAll();
+    showMessage('info', `Logged out: ${outcome}, and this page forgot its tokens.`);
+  });
 }
 
 function onRegisterPasskey(event) {
@@ -1194,6 +1665,7 @@ function onChangePassword(event) {
     await api('POST', '/auth/password', { body: { currentPassword, newPassword } });
     form.reset();
     showMessage('success', 'Password changed. Every other session of this account was logged out; use the new password from now on.');
+    await loadSessions();
   });
 }
 
@@ -1260,17 +1732,75 @@ function onPasskeyListClick(event) {
 
 function callProtected(path) {
   runAction(`GET ${path}`, async () => {
-    const res = await request('GET', path);
+    let res;
+    try {
+      res = await request('GET', path);
+    } catch (err) {
+      if (err.response) renderResult('GET', path, err.response);
+      throw err;
+    }
     renderResult('GET', path, res);
     if (res.ok) showMessage('success', `GET ${path} answered HTTP ${res.status}.`);
     else throw new ApiError(res.status, res.body, res.token, res.wwwAuthenticate);
   });
 }
 
+// ---------------------------------------------------------------- sessions panel
+
+function onRefreshSessions() {
+  runAction('Loading sessions', async () => {
+    await loadSessions();
+    const others = otherSessions().length;
+    showMessage('info', `Session list refreshed: this one${others ? ` and ${others} other${others === 1 ? '' : 's'}` : ' only'}.`);
+  });
+}
+
+function onSessionListClick(event) {
+  const button = event.target.closest('.end-session-button');
+  if (!button) return;
+  const id = button.dataset.sessionId;
+  const device = button.dataset.device;
+  runRecentAction('Logout of that session', async () => {
+    const res = await request('DELETE', `/auth/sessions/${encodeURIComponent(id)}`);
+    if (res.status === 404) {
+      await loadSessions();
+      showMessage('info', `That session (${device}) had already ended.`);
+      return;
+    }
+    if (!res.ok) throw new ApiError(res.status, res.body, res.token, res.wwwAuthenticate);
+    await loadSessions();
+    showMessage('success', `Session ended: ${device} is logged out.`);
+    state.focusAfter = $('session-list');
+  });
+}
+
+function onEndOtherSessions() {
+  runRecentAction('Logout of the other sessions', async () => {
+    await api('DELETE', '/auth/sessions');
+    await loadSessions();
+    showMessage('success', 'Every other session was ended: only this device is still logged in.');
+  });
+}
+
+// Back to a tab left alone for a while: renew what is due, and reload the
+// session list (which tells whether this session still lives).
+function onVisible() {
+  if (document.visibilityState !== 'visible') return;
+  tick();
+  if (state.busy || !activeToken() || state.sessions === null) return;
+  if (Date.now() - state.lastCheck < 10_000) return;
+  state.lastCheck = Date.now();
+  loadSessions().catch((err) => {
+    if (!(err instanceof SessionEndedError)) absorbError(err);
+  });
+}
+
 // ---------------------------------------------------------------- timer & startup
 
 // Once a second: count down, and react when a token crosses its expiry.
+// Renews the password-level token when it is due.
 function tick() {
+  if (refreshDue() && !state.refresh.inFlight) backgroundRefresh();
   const fellBack = dropExpiredFullToken();
   const level = currentLevel();
   if (level === state.level && !fellBack) {
@@ -1282,7 +1812,7 @@ function tick() {
     showMessage('warning', 'Your full-level token expired, so this page is back at password level. '
       + 'Verify with your passkey again to call full-level routes and to rename or delete passkeys.',
     { code: 'full_token_expired' });
-  } else if (level === 'expired') {
+  } else if (level === 'expired' && !state.refreshToken) {
     showMessage('warning', 'Your access token has expired: log in again.', { code: 'token_expired' });
   }
 }
@@ -1327,7 +1857,11 @@ function wireEvents() {
   $('reauth-code-form').addEventListener('submit', onReauthCode);
   $('reauth-password-form').addEventListener('submit', onReauthPassword);
   $('reauth-cancel').addEventListener('click', onReauthCancel);
+  $('refresh-sessions').addEventListener('click', onRefreshSessions);
+  $('session-list').addEventListener('click', onSessionListClick);
+  $('end-other-sessions').addEventListener('click', onEndOtherSessions);
   document.addEventListener('keydown', onKeydown);
+  document.addEventListener('visibilitychange', onVisible);
 }
 
 function showWebAuthnSupport() {
@@ -1351,7 +1885,16 @@ function init() {
   const fellBack = dropExpiredFullToken();
   renderAll();
   setInterval(tick, 1000);
-  if (activeToken()) {
+  if (state.refreshToken && (refreshDue() || !activeToken())) {
+    // The access token expired (or is about to) while the page was closed:
+    // the refresh token renews it.
+    $('account-forms').open = false;
+    runAction('Restoring the session', async () => {
+      await refreshSession();
+      showMessage('info', 'Session restored from this tab: the access token was renewed with the refresh token.');
+      await refreshAccount();
+    });
+  } else if (activeToken()) {
     $('account-forms').open = false;
     showMessage(fellBack ? 'warning' : 'info', fellBack
       ? 'Session restored at password level: the full-level token expired, verify with your passkey again.'

@@ -246,7 +246,8 @@ test('an expired full-level token falls back to password level and asks for the 
       assert.ok(await isDisabled(page, '#passkey-list .rename-button'), 'rename needs full level again');
       assert.ok(!(await isDisabled(page, '#verify-passkey')), 'verify is offered');
       const stored = await page.evaluate(() => Object.keys(sessionStorage).sort());
-      assert.deepEqual(stored, ['passkeyDemo.passwordToken'], 'the expired full-level token is forgotten');
+      assert.deepEqual(stored, ['passkeyDemo.passwordToken', 'passkeyDemo.refreshToken'],
+        'the expired full-level token is forgotten');
     });
 
     await step('full-route-refused-again', async () => {

@@ -8,9 +8,22 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  clickAndWait, eventually, expectText, idle, isDisabled, launchBrowser, message, phoneShot,
-  result, scenario, shownCodes, startServer, tabTo, text, uniqueUsername,
+  ask, claimsOf, clickAndWait, eventually, expectText, idle, isDisabled, launchBrowser, message, phoneShot,
+  result, scenario, shownCodes, startServer, storedTokens, tabTo, text, uniqueUsername,
 } from './harness.mjs';
+
+// After "Log out": the old tokens, used directly, are refused by the server.
+async function assertSessionEnded(server, tokens) {
+  for (const slot of ['password', 'full']) {
+    if (!tokens[slot]) continue;
+    const me = await ask(server, 'GET', '/protected/basic', { token: tokens[slot] });
+    assert.equal(me.status, 401, `the old ${slot}-level access token after logout: ${me.raw}`);
+    assert.equal(me.json?.code, 'invalid_token', me.raw);
+  }
+  const refresh = await ask(server, 'POST', '/auth/refresh', { body: { refreshToken: tokens.refresh } });
+  assert.equal(refresh.status, 401, `the old refresh token after logout: ${refresh.raw}`);
+  assert.equal(refresh.json?.code, 'invalid_refresh_token', refresh.raw);
+}
 
 test('happy path: sign up, log in, step up with a passkey, manage it', async (t) => {
   const server = await startServer();
@@ -49,10 +62,17 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
     });
 
     await step('logged-out', async () => {
+      const before = await storedTokens(page);
+      assert.ok(before.password && before.refresh, 'the password-level and refresh tokens are kept');
+      assert.equal(await text(page, '#claim-sid'), claimsOf(before.password).sid, 'sid shown in the claims');
+      assert.equal((await ask(server, 'GET', '/protected/basic', { token: before.password })).status, 200);
       await page.click('#logout');
       await expectText(page, '#auth-level', 'none');
-      assert.match((await message(page)).text, /Logged out/);
+      const m = await message(page);
+      assert.match(m.text, /Logged out: the session was ended on the server/);
       assert.ok(await isDisabled(page, '#call-basic'), 'call-basic disabled after logout');
+      assert.deepEqual(await page.evaluate(() => Object.keys(sessionStorage)), [], 'every token forgotten');
+      await assertSessionEnded(server, before);
     });
 
     await step('logged-in-with-keyboard', async () => {
@@ -214,12 +234,19 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
     }, { screenshot: false });
 
     await step('logged-out-at-the-end', async () => {
+      const before = await storedTokens(page);
+      assert.ok(before.full && before.password && before.refresh, 'full, password and refresh tokens held');
+      assert.equal(claimsOf(before.full).sid, claimsOf(before.password).sid, 'the step-up stayed in the session');
       await page.click('#logout');
       await expectText(page, '#auth-level', 'none');
+      assert.match((await message(page)).text, /Logged out: the session was ended on the server/);
       assert.equal(await text(page, '#claim-amr'), '—');
+      assert.equal(await text(page, '#claim-sid'), '—');
       const stored = await page.evaluate(() => Object.keys(sessionStorage));
-      assert.deepEqual(stored, [], 'both tokens forgotten');
+      assert.deepEqual(stored, [], 'every token forgotten');
       assert.ok(await isDisabled(page, '#call-full'), 'call-full disabled after logout');
+      // Both access tokens of the session (password and full) and its refresh token.
+      await assertSessionEnded(server, before);
     });
 
     await step('no-script-errors', async () => {

@@ -120,8 +120,21 @@ export const AUTHENTICATOR = {
   isUserVerified: true,
 };
 
+// Collects a page's script errors (CSP violations included) into `errors`.
+export function collectErrors(page, errors) {
+  page.on('pageerror', (err) => errors.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    // Chromium logs each 4xx answer as "Failed to load resource": expected here.
+    if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) {
+      errors.push(`console: ${msg.text()}`);
+    }
+  });
+}
+
 // Headless Chromium at 1280x800 with the WebAuthn domain enabled; collects
 // script errors (CSP violations included) so a test can assert there are none.
+// newDevice() opens another browser context in it: another "device", with
+// its own storage and, if asked, its own User-Agent.
 export async function launchBrowser() {
   const browser = await chromium.launch({
     executablePath: CHROMIUM_PATH,
@@ -136,13 +149,7 @@ export async function launchBrowser() {
     const page = await context.newPage();
     page.setDefaultTimeout(10_000);
     const pageErrors = [];
-    page.on('pageerror', (err) => pageErrors.push(`pageerror: ${err.message}`));
-    page.on('console', (msg) => {
-      // Chromium logs each 4xx answer as "Failed to load resource": expected here.
-      if (msg.type() === 'error' && !msg.text().startsWith('Failed to load resource')) {
-        pageErrors.push(`console: ${msg.text()}`);
-      }
-    });
+    collectErrors(page, pageErrors);
     const cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');
     const authenticators = new Set(); // ids of the virtual authenticators present
@@ -167,6 +174,15 @@ export async function launchBrowser() {
       async removeAllAuthenticators() {
         for (const id of [...authenticators]) await this.removeAuthenticator(id);
       },
+      // Another device: a new context (its own sessionStorage), no authenticator.
+      async newDevice({ userAgent, viewport = DESKTOP } = {}) {
+        const deviceContext = await browser.newContext({ viewport, ...(userAgent ? { userAgent } : {}) });
+        const devicePage = await deviceContext.newPage();
+        devicePage.setDefaultTimeout(10_000);
+        const errors = [];
+        collectErrors(devicePage, errors);
+        return { context: deviceContext, page: devicePage, pageErrors: errors, close: () => deviceContext.close() };
+      },
       close: () => browser.close(),
     };
   } catch (err) {
@@ -190,24 +206,26 @@ export function scenario(t, name, { page, server, pageErrors = [] }) {
 
   // `show`: a selector to bring fully into view first (bottom-aligned, so the
   // page above it stays visible too).
-  async function shot(label, show) {
+  // `target`: another page to take it of (a second device).
+  async function shot(label, show, target = page) {
     if (show) {
-      await page.locator(show).first().evaluate((el) => {
+      await target.locator(show).first().evaluate((el) => {
         const box = el.getBoundingClientRect();
         if (box.bottom > window.innerHeight) el.scrollIntoView({ block: 'end' });
         else if (box.top < 0) el.scrollIntoView({ block: 'start' });
       });
     }
     // Let a scroll or resize reach the screen first.
-    await page.evaluate(() => new Promise((r) => { requestAnimationFrame(() => requestAnimationFrame(r)); }));
+    await target.evaluate(() => new Promise((r) => { requestAnimationFrame(() => requestAnimationFrame(r)); }));
     count += 1;
     const file = join(dir, `${String(count).padStart(2, '0')}-${label}.png`);
-    await page.screenshot({ path: file, fullPage: false });
+    await target.screenshot({ path: file, fullPage: false });
     return file;
   }
 
-  // options.show: see shot(); options.screenshot: false for steps that save
-  // their own screenshots.
+  // options.show: see shot(); options.page: the page to take the step's
+  // screenshot of (default: the scenario's); options.screenshot: false for
+  // steps that save their own screenshots.
   async function step(label, fn, options = {}) {
     if (failed) {
       await t.test(label, { skip: `earlier step "${failed}" failed` }, () => {});
@@ -218,12 +236,12 @@ export function scenario(t, name, { page, server, pageErrors = [] }) {
         await fn();
       } catch (err) {
         failed = label;
-        try { await shot(`${label}-FAILED`); } catch (_) { /* page gone */ }
+        try { await shot(`${label}-FAILED`, undefined, options.page || page); } catch (_) { /* page gone */ }
         if (pageErrors.length) st.diagnostic(`page script errors:\n${pageErrors.join('\n')}`);
         if (server) st.diagnostic(`server output (tail):\n${server.logs().slice(-4_000) || '(none)'}`);
         throw err;
       }
-      if (options.screenshot !== false) await shot(label, options.show);
+      if (options.screenshot !== false) await shot(label, options.show, options.page || page);
     });
   }
 
@@ -445,6 +463,20 @@ export async function ask(server, method, path, { token, body } = {}) {
   let json = null;
   try { json = JSON.parse(raw); } catch (_) { /* empty or not JSON */ }
   return { status: res.status, json, raw, wwwAuthenticate: res.headers.get('www-authenticate') };
+}
+
+// What the page keeps in sessionStorage: its tokens, raw.
+export async function storedTokens(page) {
+  return page.evaluate(() => ({
+    password: sessionStorage.getItem('passkeyDemo.passwordToken'),
+    full: sessionStorage.getItem('passkeyDemo.fullToken'),
+    refresh: sessionStorage.getItem('passkeyDemo.refreshToken'),
+  }));
+}
+
+// A JWT's payload, unverified.
+export function claimsOf(token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString('utf8'));
 }
 
 export const sleep = (ms) => new Promise((r) => { setTimeout(r, ms); });

@@ -217,6 +217,10 @@ test('reauthentication_required: after STEP_UP_MAX_AGE_SECS the page asks again,
       assert.ok(await page.locator('#reauth').isHidden(), 'the panel is gone');
       assert.equal(await page.inputValue('#new-password'), '', 'the form is cleared');
       await expectText(page, '#auth-level', 'password');
+      // The password asked again was a new login, a new session; the page
+      // ended the one it replaced, and the change ended any other.
+      assert.equal(await page.locator('#session-list .session-item').count(), 1, 'one session left');
+      assert.equal(await page.getAttribute('#session-list .session-item', 'data-current'), 'true');
     });
 
     await step('new-password-works-old-fails', async () => {
