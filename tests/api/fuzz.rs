@@ -1,12 +1,13 @@
 //! Property-based input hardening (proptest): arbitrary bytes and JSON at
 //! every body route (the account routes `/auth/password`, `/auth/recovery`
-//! and `/auth/recovery-codes` included), mutated WebAuthn responses,
-//! arbitrary paths, methods and headers (`DELETE /auth/me` and the account
-//! routes among them), typed recovery codes near the real ones, and hostile
-//! usernames and display names. Whatever comes in, the server answers below
-//! 500 without dropping the connection, every 4xx is the contract's
-//! problem+json with a `code`, and a normal signup and login still work
-//! afterwards.
+//! and `/auth/recovery-codes` and the public `/auth/refresh` included),
+//! mutated WebAuthn responses, arbitrary paths, methods and headers
+//! (`DELETE /auth/me`, the account routes, `/auth/logout` and the session
+//! routes `/auth/sessions` and `/auth/sessions/{id}` among them), typed
+//! recovery codes near the real ones, and hostile usernames and display
+//! names. Whatever comes in, the server answers below 500 without dropping
+//! the connection, every 4xx is the contract's problem+json with a `code`,
+//! and a normal signup and login still work afterwards.
 //!
 //! At the account routes the answer is checked exactly: the guard's answer
 //! for the token, then the body's (400 naming the field, 401
@@ -18,6 +19,25 @@
 //! reading of a typed code is this file's own oracle, [`normalise_code`],
 //! written from API.md, not taken from the server.
 //!
+//! Sessions are tracked too ([`Session`], [`Held`]): the test holds two
+//! sessions of each account (roles [`Role`]), each with its access tokens
+//! and its live refresh token. `POST /auth/refresh` answers 200 exactly for
+//! an object whose `refreshToken` string is a live token the test holds
+//! (which then rotates; random bodies never hold one, so hand-picked ones
+//! do), else 401 `invalid_refresh_token` for any string and 400 naming the
+//! field for anything else. A rotated token presented again ends nothing
+//! within the README's grace (the test clock stands still) and the whole
+//! session after it (one case moves the clock). Whatever ends a session --
+//! logout, `DELETE /auth/sessions[/{id}]`, a password change or a recovery
+//! code (both end every OTHER session of the account), a reused refresh
+//! token, `DELETE /auth/me` -- is followed by an exact check: the sessions
+//! the contract says end refuse every token (401 `invalid_token`, 401
+//! `invalid_refresh_token`), every other held session still works, and the
+//! ended ones are replaced by new logins. After a property every held
+//! session still works, every ended one is still refused, and
+//! `GET /auth/sessions` lists exactly the held sessions of the account
+//! (logins made only to check a password are logged out again).
+//!
 //! Each property spawns ONE app and runs proptest's `TestRunner` on a
 //! blocking thread with a blocking HTTP client, while the app keeps serving
 //! on the test's runtime. Running the real runner (rather than a loop over
@@ -27,8 +47,9 @@
 //! SQLite only, to keep the file fast (see [`spawn_app`]).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+use std::time::Duration;
 
 use base64::alphabet;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -64,18 +85,25 @@ async fn arbitrary_bytes_never_get_a_5xx() {
         let api = Api::new(&base);
         let session = api.session_with_passkey();
         let ledger = Ledger::new(&session);
+        // The hand-picked refresh bodies run every time, before the random
+        // ones, each made from the tokens held when it runs.
+        for (token, make) in tricky_refresh_bytes() {
+            let case = BodyCase {
+                route: BodyRoute::Refresh,
+                token,
+                content_type: ContentType::Json,
+                live_challenge: false,
+                body: Bytes(make(&session)),
+            };
+            if let Err(err) = api.run_body_case(&session, &ledger, &case, case.body.0.clone()) {
+                panic!("{case:?}: {err}");
+            }
+        }
         let cases = body_case(arb_bytes);
         run_property("arbitrary bytes", 320, cases, |case| {
-            let answer = api.send_body_case(&session, &case, case.body.0.clone())?;
-            api.check_account_route(
-                &session,
-                &ledger,
-                case.route,
-                case.token,
-                &case.body.0,
-                &answer,
-            )
+            api.run_body_case(&session, &ledger, &case, case.body.0.clone())
         });
+        api.check_held(&session);
         api.check_ledger(&session, &ledger);
     })
     .await;
@@ -87,31 +115,43 @@ async fn arbitrary_bytes_never_get_a_5xx() {
 async fn arbitrary_json_never_gets_a_5xx() {
     let app = spawn_app().await;
     let base = app.base.clone();
+    let clock = app.clock.clone();
     on_blocking_thread(move || {
         let api = Api::new(&base);
         let session = api.session_with_passkey();
         let ledger = Ledger::new(&session);
+        let run = |case: &BodyCase<Value>| {
+            let bytes = serde_json::to_vec(&case.body).expect("a JSON value serialises");
+            api.run_body_case(&session, &ledger, case, bytes)
+        };
         // The hand-picked bodies run every time, before the random ones:
         // each answer of the account routes once, through the same checks.
         for case in tricky_account_bodies(&session) {
-            let bytes = serde_json::to_vec(&case.body).expect("a JSON value serialises");
-            let result = api
-                .send_body_case(&session, &case, bytes.clone())
-                .and_then(|answer| {
-                    api.check_account_route(
-                        &session, &ledger, case.route, case.token, &bytes, &answer,
-                    )
-                });
-            if let Err(err) = result {
+            if let Err(err) = run(&case) {
                 panic!("{case:?}: {err}");
             }
         }
+        // Then the refresh route's, each made from the tokens held when it
+        // runs (a live one, the one it replaced, edited ones, ended ones).
+        for (token, make) in tricky_refresh_bodies() {
+            let case = refresh_case(token, make(&session));
+            if let Err(err) = run(&case) {
+                panic!("{case:?}: {err}");
+            }
+        }
+        // A rotated token presented after the grace is a stolen copy: the
+        // whole session ends (the checks above left it within the grace).
+        clock.advance(Duration::from_secs(REUSE_GRACE_SECS + 1));
+        session.epoch.set(session.epoch.get() + 1);
+        let stolen = session.held(Role::Second).rotated.last().cloned();
+        let (stolen, _) = stolen.expect("the hand-picked cases rotated the second session");
+        let case = refresh_case(TokenKind::Missing, json!({"refreshToken": stolen}));
+        if let Err(err) = run(&case) {
+            panic!("{case:?} after the grace: {err}");
+        }
         let cases = body_case(arb_route_json);
-        run_property("arbitrary JSON", 320, cases, |case| {
-            let bytes = serde_json::to_vec(&case.body).expect("a JSON value serialises");
-            let answer = api.send_body_case(&session, &case, bytes.clone())?;
-            api.check_account_route(&session, &ledger, case.route, case.token, &bytes, &answer)
-        });
+        run_property("arbitrary JSON", 320, cases, |case| run(&case));
+        api.check_held(&session);
         api.check_ledger(&session, &ledger);
     })
     .await;
@@ -285,7 +325,14 @@ fn mutation_oracles_tell_verified_changes_apart() {
 }
 
 /// 4. Arbitrary methods, paths, query strings, Authorization headers and
-/// other headers the app reads.
+/// other headers the app reads, the session routes among the paths (with
+/// the ids of held sessions, of ended ones and made-up ones). At logout and
+/// `DELETE /auth/sessions[/{id}]` the answer is exact for the tokens the
+/// test holds when no other header could change it (the guard's refusal,
+/// 204, or 404 for an id that is none of the caller's live sessions). A
+/// request that ends sessions (those, and `DELETE /auth/me`) is followed by
+/// the exact check of what ended; then the ended sessions are replaced by
+/// new logins.
 #[actix_web::test]
 async fn arbitrary_paths_methods_and_headers_never_get_a_5xx() {
     // CORS on and the client trusted as a proxy, so those headers are read.
@@ -302,14 +349,18 @@ async fn arbitrary_paths_methods_and_headers_never_get_a_5xx() {
             }
         }
         let account = account_requests(&session.borrow());
-        for (case, status, code) in account {
+        for (case, expected) in account {
             let answer = api.send_request_case(&session, &case);
-            let checked = answer.and_then(|answer| match status {
-                204 => {
+            let checked = answer.and_then(|answer| match expected {
+                Expected::NoContent => {
                     prop_assert_eq!(answer.status, 204, "{}", answer.text());
                     Ok(())
                 }
-                _ => expect_problem(&answer, status, code),
+                Expected::Problem(status, code) => expect_problem(&answer, status, code),
+                Expected::SessionList => {
+                    let caller = case.auth.role().expect("a session list needs a held token");
+                    api.check_session_list(&session.borrow(), caller, &answer)
+                }
             });
             if let Err(err) = checked {
                 panic!("{case:?}: {err}");
@@ -318,8 +369,9 @@ async fn arbitrary_paths_methods_and_headers_never_get_a_5xx() {
         run_property("arbitrary requests", 256, arb_request_case(), |case| {
             api.send_request_case(&session, &case).map(drop)
         });
-        // No arbitrary request changed a password.
         let session = session.borrow();
+        api.check_held(&session);
+        // No arbitrary request changed a password.
         for username in [&session.username, &session.plain_username] {
             if let Err(err) = api.login_and_me(&json!({"username": username, "password": PASSWORD}))
             {
@@ -362,9 +414,9 @@ async fn hostile_names_are_refused_or_stored_exactly() {
 /// hyphens and tabs, look-alikes, substitutions, truncation, extension,
 /// lengths around the 64-byte limit): 200 exactly when [`normalise_code`]
 /// reads the string as one of the caller's unspent codes (which is then
-/// spent: the same string again is 401), else 401 `invalid_recovery_code`;
-/// spent and replaced codes never work, and `recoveryCodesRemaining` always
-/// says how many are left.
+/// spent: the same string again is 401, and the account's other session
+/// has ended), else 401 `invalid_recovery_code`; spent and replaced codes
+/// never work, and `recoveryCodesRemaining` always says how many are left.
 #[actix_web::test]
 async fn recovery_codes_are_read_as_documented() {
     let app = spawn_app().await;
@@ -386,6 +438,7 @@ async fn recovery_codes_are_read_as_documented() {
         run_property("recovery codes", 160, arb_code_input(), |input| {
             api.check_code_input(&session, &codes, &input)
         });
+        api.check_held(&session);
         let codes = codes.borrow();
         eprintln!(
             "recovery codes: {} accepted, {} left unspent in replaced sets",
@@ -437,6 +490,7 @@ async fn array_bodies_are_refused_as_wrong_types() {
         let api = Api::new(&base);
         let session = api.session_with_passkey();
         let rename = format!("/passkeys/{}", session.passkey_id);
+        let (password_token, full_token) = (session.password_token(), session.full_token());
         let cases: Vec<(&str, Option<&str>, Value)> = vec![
             (
                 "/auth/signup",
@@ -446,18 +500,19 @@ async fn array_bodies_are_refused_as_wrong_types() {
             ("/auth/login", None, json!([session.username, PASSWORD])),
             (
                 "/auth/recovery",
-                Some(&session.password_token),
+                Some(&password_token),
                 json!([session.recovery_codes[0]]),
             ),
             (
                 "/auth/password",
-                Some(&session.full_token),
+                Some(&full_token),
                 json!([PASSWORD, "a new horse battery"]),
             ),
+            (&rename, Some(&full_token), json!(["Array nickname"])),
             (
-                &rename,
-                Some(&session.full_token),
-                json!(["Array nickname"]),
+                "/auth/refresh",
+                None,
+                json!([session.held(Role::Main).refresh]),
             ),
         ];
         let mut accepted = Vec::new();
@@ -579,19 +634,187 @@ struct Answer {
     body: Vec<u8>,
 }
 
-/// A user with a registered passkey and tokens of both levels (one
-/// session: a step-up keeps it), and a user without passkeys.
+/// A user with a registered passkey and a user without passkeys, and the
+/// sessions of theirs the test holds: two of each account ([`Role`]). The
+/// sessions change as the test ends and replaces them, hence the cells.
 struct Session {
     username: String,
-    password_token: String,
-    full_token: String,
     passkey_id: String,
     /// The codes the first passkey's answer showed.
     recovery_codes: Vec<String>,
-    /// An account without passkeys, and its fresh password-level token
-    /// (which passes the recent guard).
+    /// The passkey, to step a new main session up again.
+    authenticator: RefCell<TestAuthenticator>,
+    /// The account without passkeys: its fresh password-level tokens pass
+    /// the recent guard.
     plain_username: String,
-    plain_token: String,
+    /// The live sessions the test holds, by role.
+    held: RefCell<BTreeMap<Role, Held>>,
+    /// Sessions the test ended (or saw end), oldest first: each of their
+    /// tokens stays refused.
+    ended: RefCell<Vec<Held>>,
+    /// How often the test clock was moved past the refresh grace; a
+    /// rotated token presented in a later epoch is a stolen copy.
+    epoch: Cell<u32>,
+    /// Successful refreshes (each rotated a held session's refresh token).
+    refreshes: Cell<u32>,
+}
+
+/// The sessions the test holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    /// The passkey account's first session: its password login's token and,
+    /// stepped up with the passkey, a full-level token (one session: a
+    /// step-up keeps it).
+    Main,
+    /// Another password login of the passkey account.
+    Second,
+    /// The account without passkeys.
+    Plain,
+    /// Another login of the account without passkeys.
+    PlainSecond,
+}
+
+impl Role {
+    const ALL: [Role; 4] = [Role::Main, Role::Second, Role::Plain, Role::PlainSecond];
+
+    fn is_passkey_account(self) -> bool {
+        matches!(self, Role::Main | Role::Second)
+    }
+
+    /// The other held session of the same account: what a password change,
+    /// a recovery code or `DELETE /auth/sessions` through this one ends.
+    fn sibling(self) -> Role {
+        match self {
+            Role::Main => Role::Second,
+            Role::Second => Role::Main,
+            Role::Plain => Role::PlainSecond,
+            Role::PlainSecond => Role::Plain,
+        }
+    }
+
+    /// The held sessions of the same account, this one first.
+    fn account(self) -> [Role; 2] {
+        [self, self.sibling()]
+    }
+
+    /// Stands for the session's id in a request path, resolved when sent.
+    fn placeholder(self) -> &'static str {
+        match self {
+            Role::Main => "{main}",
+            Role::Second => "{second}",
+            Role::Plain => "{plain}",
+            Role::PlainSecond => "{plain-second}",
+        }
+    }
+}
+
+/// Stands for the id of the session ended last in a request path.
+const ENDED_PLACEHOLDER: &str = "{ended}";
+
+/// One session the test holds.
+#[derive(Debug, Clone)]
+struct Held {
+    /// Its id: the `sid` of its tokens.
+    sid: String,
+    /// The login's password-level access token.
+    token: String,
+    /// [`Role::Main`] only: the full-level token of its step-up.
+    full: Option<String>,
+    /// The live refresh token.
+    refresh: String,
+    /// The refresh tokens it rotated away, with the clock epoch of each
+    /// rotation ([`Session::epoch`]).
+    rotated: Vec<(String, u32)>,
+}
+
+impl Held {
+    /// Every access token of the session.
+    fn access_tokens(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.token).chain(&self.full)
+    }
+}
+
+impl Session {
+    fn held(&self, role: Role) -> Held {
+        self.held.borrow()[&role].clone()
+    }
+
+    fn token(&self, role: Role) -> String {
+        self.held.borrow()[&role].token.clone()
+    }
+
+    /// The main session's password-level token.
+    fn password_token(&self) -> String {
+        self.token(Role::Main)
+    }
+
+    /// The main session's full-level token.
+    fn full_token(&self) -> String {
+        self.held.borrow()[&Role::Main]
+            .full
+            .clone()
+            .expect("the main session is stepped up")
+    }
+
+    /// The fresh password-level token of the account without passkeys.
+    fn plain_token(&self) -> String {
+        self.token(Role::Plain)
+    }
+
+    fn username_of(&self, role: Role) -> &str {
+        if role.is_passkey_account() {
+            &self.username
+        } else {
+            &self.plain_username
+        }
+    }
+
+    /// The role whose live refresh token `presented` is.
+    fn role_of_refresh(&self, presented: &str) -> Option<Role> {
+        let held = self.held.borrow();
+        Role::ALL
+            .into_iter()
+            .find(|role| held[role].refresh == presented)
+    }
+
+    /// The role that rotated `presented` away, and whether that happened
+    /// in the current clock epoch (within the grace).
+    fn role_of_rotated(&self, presented: &str) -> Option<(Role, bool)> {
+        let held = self.held.borrow();
+        Role::ALL.into_iter().find_map(|role| {
+            held[&role]
+                .rotated
+                .iter()
+                .find(|(token, _)| token == presented)
+                .map(|(_, epoch)| (role, *epoch == self.epoch.get()))
+        })
+    }
+
+    /// The held role whose session id is `sid`.
+    fn role_with_sid(&self, sid: &str) -> Option<Role> {
+        let held = self.held.borrow();
+        Role::ALL.into_iter().find(|role| held[role].sid == sid)
+    }
+
+    /// The session ended last, if any.
+    fn last_ended(&self) -> Option<Held> {
+        self.ended.borrow().last().cloned()
+    }
+
+    /// `path` with the placeholders of session ids filled in.
+    fn resolve(&self, path: &str) -> String {
+        if !path.contains('{') {
+            return path.to_owned();
+        }
+        let mut path = path.to_owned();
+        for role in Role::ALL {
+            path = path.replace(role.placeholder(), &self.held(role).sid);
+        }
+        let ended = self
+            .last_ended()
+            .map_or_else(|| Uuid::new_v4().to_string(), |h| h.sid);
+        path.replace(ENDED_PLACEHOLDER, &ended)
+    }
 }
 
 impl Answer {
@@ -735,11 +958,18 @@ impl Api {
 
     /// A fresh user, logged in: (username, password-level token).
     fn new_user(&self) -> (String, String) {
+        let username = self.signup();
+        let credentials = json!({"username": username, "password": PASSWORD});
+        let token = self.expect(Method::POST, "/auth/login", None, Some(&credentials), 200);
+        (username, token["accessToken"].as_str().unwrap().to_owned())
+    }
+
+    /// A fresh user, not logged in; returns the username.
+    fn signup(&self) -> String {
         let username = format!("fuzz-{}", &Uuid::new_v4().simple().to_string()[..12]);
         let credentials = json!({"username": username, "password": PASSWORD});
         self.expect(Method::POST, "/auth/signup", None, Some(&credentials), 201);
-        let token = self.expect(Method::POST, "/auth/login", None, Some(&credentials), 200);
-        (username, token["accessToken"].as_str().unwrap().to_owned())
+        username
     }
 
     /// A whole registration ceremony; returns the passkey summary.
@@ -753,35 +983,109 @@ impl Api {
 
     /// A whole authentication ceremony; returns the full-level token.
     fn step_up(&self, token: &str, authenticator: &mut TestAuthenticator) -> String {
-        let path = "/passkeys/authenticate/options";
-        let options = self.expect(Method::GET, path, Some(token), None, 200);
-        let assertion = authenticator.authenticate(&options, ORIGIN).unwrap();
-        let path = "/passkeys/authenticate/verify";
-        let full = self.expect(Method::POST, path, Some(token), Some(&assertion), 200);
-        full["accessToken"].as_str().unwrap().to_owned()
+        self.try_step_up(token, authenticator)
+            .unwrap_or_else(|e| panic!("setup step-up: {e}"))
     }
 
-    /// A user with a registered passkey, stepped up to a full-level token,
-    /// and a user without passkeys.
+    fn try_step_up(
+        &self,
+        token: &str,
+        authenticator: &mut TestAuthenticator,
+    ) -> Result<String, TestCaseError> {
+        let options = self.ok(Method::GET, "/passkeys/authenticate/options", Some(token))?;
+        let assertion = authenticator
+            .authenticate(&options, ORIGIN)
+            .map_err(TestCaseError::fail)?;
+        let path = "/passkeys/authenticate/verify";
+        let answer = self.call(Method::POST, path, Some(token), Some(&assertion))?;
+        prop_assert_eq!(answer.status, 200, "step-up: {}", answer.text());
+        let body = answer.json();
+        // A step-up keeps the session and its refresh token.
+        prop_assert!(body.get("refreshToken").is_none(), "step-up: {}", body);
+        let full = body["accessToken"].as_str().unwrap_or_default().to_owned();
+        prop_assert_eq!(full.split('.').count(), 3, "step-up: {}", body);
+        prop_assert_eq!(
+            &claims(&full)["sid"],
+            &claims(token)["sid"],
+            "a step-up left the session"
+        );
+        Ok(full)
+    }
+
+    /// A new session of `username` by a password login, stepped up with
+    /// `authenticator` when given.
+    fn hold(
+        &self,
+        username: &str,
+        authenticator: Option<&mut TestAuthenticator>,
+    ) -> Result<Held, TestCaseError> {
+        let credentials = json!({"username": username, "password": PASSWORD});
+        let login = self.call(Method::POST, "/auth/login", None, Some(&credentials))?;
+        prop_assert_eq!(login.status, 200, "login: {}", login.text());
+        let body = login.json();
+        let (Some(token), Some(refresh)) =
+            (body["accessToken"].as_str(), body["refreshToken"].as_str())
+        else {
+            return Err(TestCaseError::fail(format!(
+                "a login without both tokens: {body}"
+            )));
+        };
+        let sid = claims(token)["sid"]
+            .as_str()
+            .ok_or_else(|| TestCaseError::fail(format!("a token without sid: {token}")))?
+            .to_owned();
+        let full = match authenticator {
+            Some(authenticator) => Some(self.try_step_up(token, authenticator)?),
+            None => None,
+        };
+        Ok(Held {
+            sid,
+            token: token.to_owned(),
+            full,
+            refresh: refresh.to_owned(),
+            rotated: Vec::new(),
+        })
+    }
+
+    /// A user with a registered passkey, whose first session is stepped up
+    /// to a full-level token, a user without passkeys, and a second session
+    /// of each.
     fn session_with_passkey(&self) -> Session {
-        let (username, password_token) = self.new_user();
+        let setup =
+            |held: Result<Held, TestCaseError>| held.unwrap_or_else(|e| panic!("setup login: {e}"));
+        let username = self.signup();
+        let mut main = setup(self.hold(&username, None));
         let mut authenticator = TestAuthenticator::new();
-        let passkey = self.register_passkey(&password_token, &mut authenticator);
+        let passkey = self.register_passkey(&main.token, &mut authenticator);
         let recovery_codes = shown_codes(&passkey["recoveryCodes"])
             .unwrap_or_else(|e| panic!("the first passkey's recoveryCodes: {e}\n{passkey}"));
-        let (plain_username, plain_token) = self.new_user();
+        main.full = Some(self.step_up(&main.token, &mut authenticator));
+        let second = setup(self.hold(&username, None));
+        let plain_username = self.signup();
+        let plain = setup(self.hold(&plain_username, None));
+        let plain_second = setup(self.hold(&plain_username, None));
+        let held = [
+            (Role::Main, main),
+            (Role::Second, second),
+            (Role::Plain, plain),
+            (Role::PlainSecond, plain_second),
+        ];
         Session {
             username,
-            full_token: self.step_up(&password_token, &mut authenticator),
             passkey_id: passkey["id"].as_str().unwrap().to_owned(),
-            password_token,
             recovery_codes,
+            authenticator: RefCell::new(authenticator),
             plain_username,
-            plain_token,
+            held: RefCell::new(held.into_iter().collect()),
+            ended: RefCell::new(Vec::new()),
+            epoch: Cell::new(0),
+            refreshes: Cell::new(0),
         }
     }
 
-    /// Logs in with `credentials`, which must work; returns `/auth/me`.
+    /// Logs in with `credentials`, which must work, and returns `/auth/me`;
+    /// then logs that session out again, so that the sessions of the account
+    /// stay the ones the test holds.
     fn login_and_me(&self, credentials: &Value) -> Result<Value, TestCaseError> {
         let login = self.call(Method::POST, "/auth/login", None, Some(credentials))?;
         prop_assert_eq!(login.status, 200, "login: {}", login.text());
@@ -789,14 +1093,178 @@ impl Api {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        self.ok(Method::GET, "/auth/me", Some(&token))
+        let me = self.ok(Method::GET, "/auth/me", Some(&token))?;
+        let logout = self.call(Method::POST, "/auth/logout", Some(&token), None)?;
+        prop_assert_eq!(logout.status, 204, "logout: {}", logout.text());
+        Ok(me)
+    }
+
+    /// `POST /auth/refresh` with `{"refreshToken": presented}`.
+    fn refresh(&self, presented: &str) -> Result<Answer, TestCaseError> {
+        let body = json!({"refreshToken": presented});
+        self.call(Method::POST, "/auth/refresh", None, Some(&body))
+    }
+
+    /// Replaces the held session `role` by a new login (stepped up again
+    /// for [`Role::Main`]).
+    fn rebuild(&self, session: &Session, role: Role) -> TestCaseResult {
+        let username = session.username_of(role);
+        let held = if role == Role::Main {
+            let mut authenticator = session.authenticator.borrow_mut();
+            self.hold(username, Some(&mut authenticator))?
+        } else {
+            self.hold(username, None)?
+        };
+        session.held.borrow_mut().insert(role, held);
+        Ok(())
+    }
+
+    /// `roles` just ended through the test (`why`): from now on every token
+    /// of theirs is refused, while every other held session still works;
+    /// then each is replaced by a new login.
+    fn sessions_ended(&self, session: &Session, roles: &[Role], why: &str) -> TestCaseResult {
+        for role in roles {
+            let gone = session
+                .held
+                .borrow_mut()
+                .remove(role)
+                .expect("a held session");
+            self.expect_ended(&gone)
+                .map_err(|e| fail_with(format!("{role:?} after {why}"), e))?;
+            session.ended.borrow_mut().push(gone);
+        }
+        self.expect_live(session)
+            .map_err(|e| fail_with(format!("after {why} ended {roles:?}"), e))?;
+        for role in roles {
+            self.rebuild(session, *role)?;
+        }
+        Ok(())
+    }
+
+    /// An ended session: its access tokens get 401 `invalid_token`, its
+    /// refresh token 401 `invalid_refresh_token`.
+    fn expect_ended(&self, held: &Held) -> TestCaseResult {
+        for token in held.access_tokens() {
+            let answer = self.call(Method::GET, "/protected/basic", Some(token), None)?;
+            expect_problem(&answer, 401, "invalid_token")?;
+        }
+        let answer = self.refresh(&held.refresh)?;
+        expect_problem(&answer, 401, "invalid_refresh_token")
+    }
+
+    /// Every held session still works: its tokens answer 200 at the guard
+    /// they pass (`/protected/full` for the full-level one).
+    fn expect_live(&self, session: &Session) -> TestCaseResult {
+        let held = session.held.borrow().clone();
+        for (role, held) in held {
+            let answer = self.call(Method::GET, "/protected/basic", Some(&held.token), None)?;
+            prop_assert_eq!(
+                answer.status,
+                200,
+                "{:?} stopped working: {}",
+                role,
+                answer.text()
+            );
+            if let Some(full) = &held.full {
+                let answer = self.call(Method::GET, "/protected/full", Some(full), None)?;
+                prop_assert_eq!(
+                    answer.status,
+                    200,
+                    "the full token of {:?} stopped working: {}",
+                    role,
+                    answer.text()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// `GET /auth/sessions` as `caller` lists exactly the held sessions of
+    /// its account, `current` marking the caller's.
+    fn check_session_list(
+        &self,
+        session: &Session,
+        caller: Role,
+        answer: &Answer,
+    ) -> TestCaseResult {
+        prop_assert_eq!(answer.status, 200, "sessions: {}", answer.text());
+        let list = answer.json();
+        let Some(items) = list.as_array() else {
+            return Err(TestCaseError::fail(format!("not an array: {list}")));
+        };
+        let mut got: Vec<(String, Value)> = items
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or("?").to_owned(),
+                    s["current"].clone(),
+                )
+            })
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want: Vec<(String, Value)> = caller
+            .account()
+            .into_iter()
+            .map(|role| (session.held(role).sid, json!(role == caller)))
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        prop_assert_eq!(got, want, "the sessions {:?} sees: {}", caller, list);
+        Ok(())
+    }
+
+    /// After a property: every held session works (its refresh token too),
+    /// every ended one is refused, and each account lists exactly its held
+    /// sessions.
+    fn check_held(&self, session: &Session) {
+        let check = || -> TestCaseResult {
+            self.expect_live(session)?;
+            for gone in session.ended.borrow().iter() {
+                self.expect_ended(gone)?;
+            }
+            for role in Role::ALL {
+                let answer = self.call(
+                    Method::GET,
+                    "/auth/sessions",
+                    Some(&session.token(role)),
+                    None,
+                )?;
+                self.check_session_list(session, role, &answer)?;
+            }
+            for role in Role::ALL {
+                let body = json!({"refreshToken": session.held(role).refresh});
+                let answer = self.call(Method::POST, "/auth/refresh", None, Some(&body))?;
+                let bytes = serde_json::to_vec(&body).expect("a JSON value serialises");
+                self.check_refresh_body(session, &bytes, &answer)?;
+            }
+            Ok(())
+        };
+        if let Err(err) = check() {
+            panic!("after the property, the sessions the test holds: {err}");
+        }
+        eprintln!(
+            "sessions: {} ended and replaced, {} refreshes",
+            session.ended.borrow().len(),
+            session.refreshes.get()
+        );
     }
 
     fn passkey_count(&self, token: &str) -> Result<Value, TestCaseError> {
         Ok(self.ok(Method::GET, "/auth/me", Some(token))?["passkeyCount"].clone())
     }
 
-    /// Properties 1 and 2: `bytes` as the body of the case's route.
+    /// Properties 1 and 2: `bytes` as the body of the case's route, and
+    /// the checks of [`Api::check_account_route`].
+    fn run_body_case<B>(
+        &self,
+        session: &Session,
+        ledger: &Ledger,
+        case: &BodyCase<B>,
+        bytes: Vec<u8>,
+    ) -> TestCaseResult {
+        let answer = self.send_body_case(session, case, bytes.clone())?;
+        self.check_account_route(session, ledger, case.route, case.token, &bytes, &answer)
+    }
+
     fn send_body_case<B>(
         &self,
         session: &Session,
@@ -831,16 +1299,26 @@ impl Api {
         })
     }
 
-    /// Property 4. When the request deleted an account (`DELETE /auth/me`
-    /// with a token that passed), every token of that account is refused
-    /// from then on, and the session is replaced for the next cases.
+    /// Property 4. Session ids in the path are filled in when sent. At the
+    /// session-ending routes the answer is checked exactly when the test can
+    /// tell it ([`Ending::expected`]). What a request ended is then checked
+    /// exactly: after `DELETE /auth/me` with
+    /// a token that passed, every token of that account is refused and the
+    /// whole session is replaced; after a 204 of logout or
+    /// `DELETE /auth/sessions[/{id}]` exactly the sessions the contract
+    /// names have ended (then replaced); after any other answer there,
+    /// nothing has.
     fn send_request_case(
         &self,
         session: &RefCell<Session>,
         case: &RequestCase,
     ) -> Result<Answer, TestCaseError> {
         let mut headers = Vec::new();
-        if let Some(value) = case.auth.header(&session.borrow()) {
+        let (path, auth) = {
+            let session = session.borrow();
+            (session.resolve(&case.path), case.auth.header(&session))
+        };
+        if let Some(value) = auth {
             headers.push((AUTHORIZATION, value));
         }
         if case.body.is_some() {
@@ -849,44 +1327,137 @@ impl Api {
         for (name, value) in &case.extra {
             headers.push((name.clone(), header_value(&value.0)));
         }
+        let url = self.url(&path, case.query.as_deref());
+        // As sent: dot segments are gone.
+        let sent_path = url.path().to_owned();
         let answer = self.send(&Request {
             method: case.method.clone(),
-            url: self.url(&case.path, case.query.as_deref()),
+            url,
             headers,
             body: case.body.as_ref().map(|b| b.0.clone()),
         })?;
-        if case.method == Method::DELETE && case.path == "/auth/me" && answer.status == 204 {
-            let gone = {
-                let old = session.borrow();
-                let passkey_account = [&old.password_token, &old.full_token];
-                let mut gone = 0;
-                for tokens in [&passkey_account[..], &[&old.plain_token]] {
-                    let first = self.call(Method::GET, "/auth/me", Some(tokens[0]), None)?;
-                    if first.status == 200 {
-                        continue;
-                    }
-                    gone += 1;
-                    for token in tokens {
-                        let answer = self.call(Method::GET, "/auth/me", Some(token), None)?;
-                        expect_problem(&answer, 401, "invalid_token")?;
-                    }
-                }
-                gone
+        let caller = case.auth.role();
+        if case.method == Method::DELETE && sent_path == "/auth/me" && answer.status == 204 {
+            self.account_deleted(session, caller)?;
+        } else if let Some(ending) = Ending::of(&case.method, &sent_path) {
+            let session = session.borrow();
+            // Without the extra headers (a refused CORS origin is its own
+            // answer), the answer is fixed by the token and the id.
+            let expected = match case.extra.is_empty() {
+                true => ending.expected(&session, &case.auth),
+                false => None,
             };
-            prop_assert_eq!(
-                gone,
-                1,
-                "DELETE /auth/me answered 204 and deleted {} accounts",
-                gone
-            );
-            *session.borrow_mut() = self.session_with_passkey();
+            match expected {
+                Some(Expected::NoContent) => {
+                    prop_assert_eq!(answer.status, 204, "{:?}: {}", ending, answer.text())
+                }
+                Some(Expected::Problem(status, code)) => expect_problem(&answer, status, code)
+                    .map_err(|e| fail_with(format!("{ending:?}"), e))?,
+                Some(Expected::SessionList) | None => {}
+            }
+            let ended = self.ended_by(&session, &ending, caller, &answer)?;
+            if ended.is_empty() {
+                self.expect_live(&session)
+                    .map_err(|e| fail_with(format!("{ending:?} answered {}", answer.status), e))?;
+            } else {
+                self.sessions_ended(&session, &ended, &format!("{ending:?}"))?;
+            }
         }
         Ok(answer)
     }
 
-    /// Properties 1 and 2 at the account routes: the answer the contract
-    /// fixes for the token and the body, and what an accepted body changed.
-    /// (Other routes are left to [`Api::send`]'s checks.)
+    /// The held sessions a session-ending request ended by the contract:
+    /// none unless it answered 204, which takes a held token (logout: the
+    /// caller's; all others: the caller's sibling; one id: that session,
+    /// which must be of the caller's account).
+    fn ended_by(
+        &self,
+        session: &Session,
+        ending: &Ending,
+        caller: Option<Role>,
+        answer: &Answer,
+    ) -> Result<Vec<Role>, TestCaseError> {
+        if answer.status != 204 {
+            return Ok(Vec::new());
+        }
+        let Some(caller) = caller else {
+            return Err(TestCaseError::fail(format!(
+                "{ending:?} answered 204 to a token the test holds no live session of"
+            )));
+        };
+        Ok(match ending {
+            Ending::Logout => vec![caller],
+            Ending::Others => vec![caller.sibling()],
+            Ending::One(id) => {
+                let target = session.role_with_sid(id);
+                prop_assert!(
+                    target.is_some_and(|t| caller.account().contains(&t)),
+                    "DELETE /auth/sessions/{} answered 204 to {:?}, yet it is none of its account's sessions",
+                    id,
+                    caller
+                );
+                vec![target.unwrap()]
+            }
+        })
+    }
+
+    /// After a 204 of `DELETE /auth/me`: exactly one account is gone (the
+    /// caller's, when the test knows it), every token of it refused, the
+    /// other account's sessions still work; then the whole session is
+    /// replaced.
+    fn account_deleted(&self, session: &RefCell<Session>, caller: Option<Role>) -> TestCaseResult {
+        let gone = {
+            let old = session.borrow();
+            let mut gone = Vec::new();
+            for account in [Role::Main.account(), Role::Plain.account()] {
+                let first =
+                    self.call(Method::GET, "/auth/me", Some(&old.token(account[0])), None)?;
+                if first.status == 200 {
+                    let other = old.token(account[1]);
+                    let answer = self.call(Method::GET, "/auth/me", Some(&other), None)?;
+                    prop_assert_eq!(
+                        answer.status,
+                        200,
+                        "{:?} after DELETE /auth/me of the other account: {}",
+                        account[1],
+                        answer.text()
+                    );
+                    continue;
+                }
+                for role in account {
+                    self.expect_ended(&old.held(role))
+                        .map_err(|e| fail_with(format!("{role:?} after DELETE /auth/me"), e))?;
+                }
+                gone.push(account);
+            }
+            prop_assert_eq!(
+                gone.len(),
+                1,
+                "DELETE /auth/me answered 204 and deleted {} accounts",
+                gone.len()
+            );
+            if let Some(caller) = caller {
+                prop_assert!(
+                    gone[0].contains(&caller),
+                    "DELETE /auth/me through {:?} deleted the other account",
+                    caller
+                );
+            }
+            let mut ended = old.ended.borrow().clone();
+            ended.extend(gone[0].iter().map(|role| old.held(*role)));
+            ended
+        };
+        let new = self.session_with_passkey();
+        *new.ended.borrow_mut() = gone;
+        new.refreshes.set(session.borrow().refreshes.get());
+        *session.borrow_mut() = new;
+        Ok(())
+    }
+
+    /// Properties 1 and 2 at the account routes and the refresh route: the
+    /// answer the contract fixes for the token and the body, and what an
+    /// accepted body changed. (Other routes are left to [`Api::send`]'s
+    /// checks.)
     fn check_account_route(
         &self,
         session: &Session,
@@ -896,6 +1467,10 @@ impl Api {
         body: &[u8],
         answer: &Answer,
     ) -> TestCaseResult {
+        // Public: whatever the Authorization header, the body decides.
+        if let BodyRoute::Refresh = route {
+            return self.check_refresh_body(session, body, answer);
+        }
         if !route.is_account_route() {
             return Ok(());
         }
@@ -907,9 +1482,10 @@ impl Api {
         let guard = match (route, token) {
             (_, TokenKind::Missing) => Some((401, "missing_token")),
             (_, TokenKind::Forged) => Some((401, "invalid_token")),
-            (BodyRoute::Password | BodyRoute::RecoveryCodes, TokenKind::PasswordLevel) => {
-                Some((403, "passkey_required"))
-            }
+            (
+                BodyRoute::Password | BodyRoute::RecoveryCodes,
+                TokenKind::PasswordLevel | TokenKind::Second,
+            ) => Some((403, "passkey_required")),
             _ => None,
         };
         if let Some((status, code)) = guard {
@@ -921,7 +1497,7 @@ impl Api {
             // malformed body first (the server's order varies from run to
             // run). Still a refusal: checked exactly below, where a body
             // that needs the service to answer fails.
-            let body_first = matches!(token, TokenKind::PasswordLevel)
+            let body_first = matches!(token, TokenKind::PasswordLevel | TokenKind::Second)
                 && matches!(route, BodyRoute::Password)
                 && matches!(answer.status, 400 | 413);
             prop_assert!(
@@ -946,7 +1522,7 @@ impl Api {
                 Ok(())
             }
             _ if body.len() > MAX_BODY_BYTES => expect_problem(answer, 413, "payload_too_large"),
-            BodyRoute::Recovery => self.check_recovery_body(ledger, token, body, answer),
+            BodyRoute::Recovery => self.check_recovery_body(session, ledger, token, body, answer),
             BodyRoute::Password => self.check_password_body(session, ledger, token, body, answer),
             _ => Ok(()),
         }
@@ -957,6 +1533,7 @@ impl Api {
     /// missing or non-string `code`.
     fn check_recovery_body(
         &self,
+        session: &Session,
         ledger: &Ledger,
         token: TokenKind,
         body: &[u8],
@@ -967,13 +1544,10 @@ impl Api {
             code: Option<Value>,
         }
         let code = match json_fields::<Fields>(body) {
-            // Read in order by the server (see property 7): only the
-            // invariant, as random elements are no real code.
-            JsonFields::Array => {
-                prop_assert_ne!(answer.status, 200, "an array body spent a code");
-                return Ok(());
+            // Not an object (see property 7).
+            JsonFields::Array | JsonFields::Invalid => {
+                return expect_problem(answer, 400, "invalid_request")
             }
-            JsonFields::Invalid => return expect_problem(answer, 400, "invalid_request"),
             JsonFields::Object(Fields {
                 code: Some(Value::String(code)),
             }) => code,
@@ -992,13 +1566,108 @@ impl Api {
         match matched {
             Some(i) => {
                 prop_assert_eq!(answer.status, 200, "a real code refused: {}", answer.text());
-                expect_recovery_token(answer)?;
+                let caller = token.role().expect("a token past the guard");
+                expect_recovery_token(answer, &session.held(caller).sid)?;
                 codes.remove(i);
+                drop(codes);
                 ledger.recoveries.set(ledger.recoveries.get() + 1);
-                Ok(())
+                // Every other session of the account ends; the caller's stays.
+                self.sessions_ended(session, &[caller.sibling()], "a recovery code")
             }
             None => expect_problem(answer, 401, "invalid_recovery_code"),
         }
+    }
+
+    /// `POST /auth/refresh`: 200 exactly for an object whose `refreshToken`
+    /// is the live refresh token of a held session (which then rotates), 401
+    /// `invalid_refresh_token` for any other string (a rotated one ends
+    /// nothing within the grace, its whole session after it), 400 naming the
+    /// field for a missing or non-string one, 400 for a body that is not an
+    /// object, 413 over the limit.
+    fn check_refresh_body(
+        &self,
+        session: &Session,
+        body: &[u8],
+        answer: &Answer,
+    ) -> TestCaseResult {
+        if body.len() > MAX_BODY_BYTES {
+            return expect_problem(answer, 413, "payload_too_large");
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Fields {
+            refresh_token: Option<Value>,
+        }
+        let presented = match json_fields::<Fields>(body) {
+            JsonFields::Array | JsonFields::Invalid => {
+                return expect_problem(answer, 400, "invalid_request")
+            }
+            JsonFields::Object(Fields {
+                refresh_token: Some(Value::String(presented)),
+            }) => presented,
+            JsonFields::Object(_) => return expect_field_error(answer, &["refreshToken"]),
+        };
+        if let Some(role) = session.role_of_refresh(&presented) {
+            prop_assert_eq!(
+                answer.status,
+                200,
+                "the live refresh token of {:?} refused: {}",
+                role,
+                answer.text()
+            );
+            let next = self.expect_refreshed(&session.held(role), answer)?;
+            let mut held = session.held.borrow_mut();
+            let held = held.get_mut(&role).expect("a held session");
+            let old = std::mem::replace(&mut held.refresh, next);
+            held.rotated.push((old, session.epoch.get()));
+            session.refreshes.set(session.refreshes.get() + 1);
+            return Ok(());
+        }
+        expect_problem(answer, 401, "invalid_refresh_token")?;
+        match session.role_of_rotated(&presented) {
+            // A race between two requests of one client: nothing ends.
+            Some((_, true)) => self
+                .expect_live(session)
+                .map_err(|e| fail_with("a rotated refresh token within the grace".into(), e)),
+            // A stolen copy: its whole session ends.
+            Some((role, false)) => self.sessions_ended(
+                session,
+                &[role],
+                "a rotated refresh token presented after the grace",
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// A refresh of `held`'s session: the token response at the password
+    /// level with a new refresh token, for the same session, the login's
+    /// `amr` and `auth_time`; the new access token works. Returns the new
+    /// refresh token.
+    fn expect_refreshed(&self, held: &Held, answer: &Answer) -> Result<String, TestCaseError> {
+        let body = answer.json();
+        prop_assert_eq!(&body["tokenType"], "Bearer", "{}", body);
+        prop_assert_eq!(&body["authLevel"], "password", "{}", body);
+        prop_assert!(body["expiresIn"].is_u64(), "{}", body);
+        prop_assert!(body["refreshExpiresIn"].is_u64(), "{}", body);
+        let (Some(token), Some(next)) =
+            (body["accessToken"].as_str(), body["refreshToken"].as_str())
+        else {
+            return Err(TestCaseError::fail(format!("no tokens in {body}")));
+        };
+        prop_assert!(
+            !next.is_empty() && next != held.refresh,
+            "the refresh token did not rotate: {}",
+            body
+        );
+        prop_assert_eq!(token.split('.').count(), 3, "{}", body);
+        let (now, login) = (claims(token), claims(&held.token));
+        prop_assert_eq!(&now["sid"], &json!(held.sid), "{}", now);
+        prop_assert_eq!(&now["authLevel"], "password", "{}", now);
+        prop_assert_eq!(&now["acr"], "password", "{}", now);
+        prop_assert_eq!(&now["amr"], &login["amr"], "{}", now);
+        prop_assert_eq!(&now["auth_time"], &login["auth_time"], "{}", now);
+        self.ok(Method::GET, "/protected/basic", Some(token))?;
+        Ok(next.to_owned())
     }
 
     /// `POST /auth/password` past the guard: 204 only for both fields as
@@ -1019,13 +1688,10 @@ impl Api {
             new_password: Option<Value>,
         }
         let (current, new) = match json_fields::<Fields>(body) {
-            // Read in order by the server (see property 7): only the
-            // invariant, as random elements are not the password.
-            JsonFields::Array => {
-                prop_assert_ne!(answer.status, 204, "an array body changed the password");
-                return Ok(());
+            // Not an object (see property 7).
+            JsonFields::Array | JsonFields::Invalid => {
+                return expect_problem(answer, 400, "invalid_request")
             }
-            JsonFields::Invalid => return expect_problem(answer, 400, "invalid_request"),
             JsonFields::Object(Fields {
                 current_password: Some(Value::String(current)),
                 new_password: Some(Value::String(new)),
@@ -1053,7 +1719,11 @@ impl Api {
                 ledger
                     .password_changes
                     .set(ledger.password_changes.get() + 1);
-                self.undo_password_change(session, token, &new)
+                let caller = token.role().expect("a token past the guard");
+                self.undo_password_change(session, caller, &new)?;
+                // Both changes ended every other session of the account;
+                // the caller's stays.
+                self.sessions_ended(session, &[caller.sibling()], "a password change")
             }
             (false, true) => expect_problem(answer, 401, "invalid_credentials"),
             (true, false) => expect_field_error(answer, &["newPassword"]),
@@ -1068,22 +1738,18 @@ impl Api {
     /// After an accepted change to `new`: the new password logs in and the
     /// old one does not; then the old one is set again, with the token that
     /// made the change (its session outlives the change).
-    fn undo_password_change(
-        &self,
-        session: &Session,
-        token: TokenKind,
-        new: &str,
-    ) -> TestCaseResult {
-        let (username, bearer) = match token {
-            TokenKind::NoPasskey => (&session.plain_username, &session.plain_token),
-            _ => (&session.username, &session.full_token),
+    fn undo_password_change(&self, session: &Session, caller: Role, new: &str) -> TestCaseResult {
+        let username = session.username_of(caller);
+        let bearer = match caller {
+            Role::Main => session.full_token(),
+            _ => session.token(caller),
         };
         self.login_and_me(&json!({"username": username, "password": new}))?;
         let old = json!({"username": username, "password": PASSWORD});
         let login = self.call(Method::POST, "/auth/login", None, Some(&old))?;
         expect_problem(&login, 401, "invalid_credentials")?;
         let undo = json!({"currentPassword": new, "newPassword": PASSWORD});
-        let answer = self.call(Method::POST, "/auth/password", Some(bearer), Some(&undo))?;
+        let answer = self.call(Method::POST, "/auth/password", Some(&bearer), Some(&undo))?;
         prop_assert_eq!(
             answer.status,
             204,
@@ -1095,7 +1761,7 @@ impl Api {
 
     /// After properties 1 and 2: both accounts still log in with their
     /// password, and the passkey account has exactly the codes the ledger
-    /// says (one of them still works).
+    /// says (one of them still works, and ends the other session).
     fn check_ledger(&self, session: &Session, ledger: &Ledger) {
         let login = |username: &str| {
             self.login_and_me(&json!({"username": username, "password": PASSWORD}))
@@ -1110,14 +1776,18 @@ impl Api {
         assert_eq!(me["recoveryCodesRemaining"], 0, "{me}");
         if let Some(code) = codes.first() {
             let body = json!({"code": code});
-            let path = "/auth/recovery";
-            self.expect(
+            let token = session.password_token();
+            let answer = self.expect(
                 Method::POST,
-                path,
-                Some(&session.password_token),
+                "/auth/recovery",
+                Some(&token),
                 Some(&body),
                 200,
             );
+            let ended = self.sessions_ended(session, &[Role::Second], "a recovery code");
+            if let Err(err) = ended {
+                panic!("the last recovery ({answer}): {err}");
+            }
         }
         eprintln!(
             "account routes: {} password changes (undone), {} recoveries, {} new code sets",
@@ -1138,7 +1808,7 @@ impl Api {
         // Keep a few unspent codes: replacing them needs a recent full token.
         if book.live.len() < 2 {
             let path = "/auth/recovery-codes";
-            let answer = self.call(Method::POST, path, Some(&session.full_token), None)?;
+            let answer = self.call(Method::POST, path, Some(&session.full_token()), None)?;
             prop_assert_eq!(answer.status, 201, "replacing the codes: {}", answer.text());
             let new = shown_codes(&answer.json()["codes"]).map_err(TestCaseError::fail)?;
             let old = std::mem::replace(&mut book.live, new);
@@ -1152,7 +1822,8 @@ impl Api {
                 .position(|c| normalise_code(c).as_ref() == Some(read))
         });
         let body = json!({"code": typed});
-        let token = Some(session.password_token.as_str());
+        let token = session.password_token();
+        let token = Some(token.as_str());
         let answer = self.call(Method::POST, "/auth/recovery", token, Some(&body))?;
         match matched {
             Some(i) => {
@@ -1164,12 +1835,14 @@ impl Api {
                     book.live[i],
                     answer.text()
                 );
-                expect_recovery_token(&answer)?;
+                expect_recovery_token(&answer, &session.held(Role::Main).sid)?;
                 let code = book.live.remove(i);
                 book.spent.push(code);
                 // Spent: the same string again is refused.
                 let again = self.call(Method::POST, "/auth/recovery", token, Some(&body))?;
                 expect_problem(&again, 401, "invalid_recovery_code")?;
+                // The account's other session has ended; the caller's stays.
+                self.sessions_ended(session, &[Role::Second], "a recovery code")?;
             }
             None => {
                 prop_assert!(
@@ -1319,16 +1992,24 @@ fn expect_field_error(answer: &Answer, fields: &[&str]) -> TestCaseResult {
     Ok(())
 }
 
-/// A recovery's token response: full level, `amr: ["pwd", "otp"]`.
-fn expect_recovery_token(answer: &Answer) -> TestCaseResult {
+/// A recovery's token response: full level, `amr: ["pwd", "otp"]`, in the
+/// caller's session `sid`, which keeps its refresh token (none is shown).
+fn expect_recovery_token(answer: &Answer, sid: &str) -> TestCaseResult {
     let body = answer.json();
     prop_assert_eq!(&body["authLevel"], "full", "{}", body);
+    prop_assert!(body.get("refreshToken").is_none(), "{}", body);
     let token = body["accessToken"].as_str().unwrap_or_default();
     prop_assert_eq!(token.split('.').count(), 3, "{}", body);
     let claims = claims(token);
     prop_assert_eq!(&claims["amr"], &json!(["pwd", "otp"]), "{}", claims);
     prop_assert_eq!(&claims["authLevel"], "full", "{}", claims);
+    prop_assert_eq!(&claims["sid"], sid, "{}", claims);
     Ok(())
+}
+
+/// `err` with what the test was checking.
+fn fail_with(context: String, err: TestCaseError) -> TestCaseError {
+    TestCaseError::fail(format!("{context}: {err}"))
 }
 
 /// How a body reads as a route's fields `T` (a struct of `Option<Value>`
@@ -1337,7 +2018,8 @@ enum JsonFields<T> {
     /// A JSON object (unknown members ignored, duplicates refused).
     Object(T),
     /// A JSON array (or text starting like one): a wrong type per the
-    /// contract, which the server reads in order (property 7).
+    /// contract, even when its elements would fill the fields in order
+    /// (property 7).
     Array,
     /// Anything else: not JSON, trailing text, another kind of value, a
     /// repeated member, a value JSON cannot hold.
@@ -1463,10 +2145,12 @@ enum BodyRoute {
     Password,
     /// `POST /auth/recovery-codes` (recent guard), which takes no body.
     RecoveryCodes,
+    /// `POST /auth/refresh` (public).
+    Refresh,
 }
 
 impl BodyRoute {
-    const ALL: [BodyRoute; 8] = [
+    const ALL: [BodyRoute; 9] = [
         BodyRoute::Signup,
         BodyRoute::Login,
         BodyRoute::RegisterVerify,
@@ -1475,6 +2159,7 @@ impl BodyRoute {
         BodyRoute::Recovery,
         BodyRoute::Password,
         BodyRoute::RecoveryCodes,
+        BodyRoute::Refresh,
     ];
 
     /// The routes whose answers [`Api::check_account_route`] checks exactly.
@@ -1504,6 +2189,7 @@ impl BodyRoute {
             BodyRoute::Recovery => "/auth/recovery".into(),
             BodyRoute::Password => "/auth/password".into(),
             BodyRoute::RecoveryCodes => "/auth/recovery-codes".into(),
+            BodyRoute::Refresh => "/auth/refresh".into(),
         }
     }
 
@@ -1527,10 +2213,12 @@ impl BodyRoute {
             BodyRoute::Password => &["currentPassword", "newPassword"],
             // Reads nothing; the names a client might send.
             BodyRoute::RecoveryCodes => &["codes", "code"],
+            BodyRoute::Refresh => &["refreshToken", "accessToken", "refresh_token"],
         }
     }
 
-    /// A well-formed body (with made-up WebAuthn data and recovery code).
+    /// A well-formed body (with made-up WebAuthn data, recovery code and
+    /// refresh token: no edit of them is a live one).
     /// The password change's is valid: its edits reach every check.
     fn sample(self) -> Value {
         match self {
@@ -1555,6 +2243,9 @@ impl BodyRoute {
             }
             // Takes no body; a client may still send one.
             BodyRoute::RecoveryCodes => json!({"code": "k7m2q-9xw4d"}),
+            BodyRoute::Refresh => {
+                json!({"refreshToken": "q3Vt1bXc9mKf0LwE7hYs2NpRj4GzAuDi8oTk6CxWn5M"})
+            }
         }
     }
 }
@@ -1641,24 +2332,39 @@ enum TokenKind {
     NoPasskey,
     /// An unsigned `alg: none` token.
     Forged,
+    /// Of the passkey account's second session (password level): refused
+    /// by the recent guard.
+    Second,
 }
 
 impl TokenKind {
-    const ALL: [TokenKind; 5] = [
+    const ALL: [TokenKind; 6] = [
         TokenKind::Missing,
         TokenKind::PasswordLevel,
         TokenKind::FullLevel,
         TokenKind::NoPasskey,
         TokenKind::Forged,
+        TokenKind::Second,
     ];
 
     fn header(self, session: &Session) -> Option<HeaderValue> {
         match self {
             TokenKind::Missing => None,
-            TokenKind::PasswordLevel => Some(bearer(&session.password_token)),
-            TokenKind::FullLevel => Some(bearer(&session.full_token)),
-            TokenKind::NoPasskey => Some(bearer(&session.plain_token)),
+            TokenKind::PasswordLevel => Some(bearer(&session.password_token())),
+            TokenKind::FullLevel => Some(bearer(&session.full_token())),
+            TokenKind::NoPasskey => Some(bearer(&session.plain_token())),
             TokenKind::Forged => Some(bearer("eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.")),
+            TokenKind::Second => Some(bearer(&session.token(Role::Second))),
+        }
+    }
+
+    /// The held session the token is of.
+    fn role(self) -> Option<Role> {
+        match self {
+            TokenKind::Missing | TokenKind::Forged => None,
+            TokenKind::PasswordLevel | TokenKind::FullLevel => Some(Role::Main),
+            TokenKind::NoPasskey => Some(Role::Plain),
+            TokenKind::Second => Some(Role::Second),
         }
     }
 }
@@ -1730,9 +2436,12 @@ where
 
 /// Property 2's hand-picked bodies at the account routes: a valid password
 /// change with each token (accepted where the guard lets it through, then
-/// undone), a wrong current password, a short new one, a real code in
-/// another case (then spent), another account's code, a code of a replaced
-/// set, a code that is not a string.
+/// undone; the account's other session ends), a wrong current password, a
+/// short new one, a real code in another case (then spent), another
+/// account's code, a code through the second session (which ends the main
+/// one: the main session is logged in and stepped up again, and changes the
+/// password once more), a code of a replaced set, a code that is not a
+/// string.
 fn tricky_account_bodies(session: &Session) -> Vec<BodyCase<Value>> {
     let case = |route, token, body| BodyCase {
         route,
@@ -1745,11 +2454,12 @@ fn tricky_account_bodies(session: &Session) -> Vec<BodyCase<Value>> {
     let valid = change(PASSWORD, "a new horse battery");
     let code = |i: usize| json!({"code": session.recovery_codes[i].to_uppercase()});
     use BodyRoute::{Password, Recovery, RecoveryCodes};
-    use TokenKind::{FullLevel, NoPasskey, PasswordLevel};
+    use TokenKind::{FullLevel, NoPasskey, PasswordLevel, Second};
     vec![
         case(Password, FullLevel, valid.clone()),
         case(Password, NoPasskey, valid.clone()),
-        case(Password, PasswordLevel, valid),
+        case(Password, PasswordLevel, valid.clone()),
+        case(Password, Second, valid.clone()),
         case(
             Password,
             FullLevel,
@@ -1761,9 +2471,187 @@ fn tricky_account_bodies(session: &Session) -> Vec<BodyCase<Value>> {
         case(Recovery, FullLevel, code(0)),
         case(Recovery, NoPasskey, code(1)),
         case(Recovery, PasswordLevel, json!({"code": 5})),
+        case(Recovery, Second, code(2)),
+        case(Password, FullLevel, valid),
+        case(RecoveryCodes, Second, json!({})),
         case(RecoveryCodes, FullLevel, json!({})),
         case(RecoveryCodes, NoPasskey, json!({})),
         case(Recovery, PasswordLevel, code(1)),
+    ]
+}
+
+/// The README's grace for a rotated refresh token presented again.
+const REUSE_GRACE_SECS: u64 = 3;
+
+/// Makes a hand-picked body from the tokens held when it runs.
+type MakeBody<B> = Box<dyn Fn(&Session) -> B>;
+
+/// A hand-picked refresh body, as JSON.
+fn refresh_case(token: TokenKind, body: Value) -> BodyCase<Value> {
+    BodyCase {
+        route: BodyRoute::Refresh,
+        token,
+        content_type: ContentType::Json,
+        live_challenge: false,
+        body,
+    }
+}
+
+/// Property 2's hand-picked refresh bodies (with any Authorization header:
+/// the route is public): each held session's live token (200, then
+/// rotated), with extra members; the token it replaced (401, ending
+/// nothing within the grace); the live token edited (padding, spaces, case,
+/// a character less, the other base64 alphabet: 401, consuming nothing, as
+/// the live token's next use shows); the token in the wrong place or shape
+/// (400 naming `refreshToken`); an access token; an ended session's token.
+fn tricky_refresh_bodies() -> Vec<(TokenKind, MakeBody<Value>)> {
+    fn with(role: Role, body: fn(String) -> Value) -> MakeBody<Value> {
+        Box::new(move |s: &Session| body(s.held(role).refresh))
+    }
+    fn rotated(role: Role) -> MakeBody<Value> {
+        Box::new(move |s: &Session| {
+            let rotated = s.held(role).rotated.last().cloned();
+            json!({"refreshToken": rotated.map_or_else(String::new, |(t, _)| t)})
+        })
+    }
+    fn live(t: String) -> Value {
+        json!({"refreshToken": t})
+    }
+    use Role::{Main, Plain, PlainSecond, Second};
+    use TokenKind as T;
+    vec![
+        (T::Missing, with(Main, live)),
+        (T::Missing, rotated(Main)),
+        (
+            T::Forged,
+            with(
+                Main,
+                |t| json!({"refreshToken": t, "accessToken": t, "refresh_token": 5, "extra": [null]}),
+            ),
+        ),
+        (T::FullLevel, rotated(Main)),
+        (T::FullLevel, with(Second, live)),
+        (T::Missing, with(Second, |t| live(format!("{t} ")))),
+        (T::Missing, with(Second, |t| live(format!(" {t}")))),
+        (T::Missing, with(Second, |t| live(format!("{t}=")))),
+        (T::Missing, with(Second, |t| live(format!("{t}\u{0}")))),
+        (T::Missing, with(Second, |t| live(t.to_uppercase()))),
+        (
+            T::Missing,
+            with(Second, |t| live(t[..t.len() - 1].to_owned())),
+        ),
+        (
+            T::Missing,
+            with(Second, |t| live(t.replace('-', "+").replace('_', "/"))),
+        ),
+        (T::Missing, with(Second, |t| json!({"refreshToken": [t]}))),
+        (
+            T::Missing,
+            with(Second, |t| json!({"refreshToken": {"refreshToken": t}})),
+        ),
+        (T::Missing, with(Second, |t| json!([t]))),
+        (T::Missing, with(Second, |t| json!({"refresh_token": t}))),
+        (T::Missing, with(Second, |t| json!({"RefreshToken": t}))),
+        (
+            T::Missing,
+            with(Second, |t| json!({"refreshToken": null, "token": t})),
+        ),
+        (T::Second, Box::new(|s: &Session| live(s.token(Second)))),
+        (T::Missing, with(Second, live)),
+        (T::Missing, rotated(Second)),
+        (T::NoPasskey, with(Plain, live)),
+        (T::Missing, with(PlainSecond, live)),
+        (
+            T::Missing,
+            Box::new(|s: &Session| {
+                let ended = s.last_ended().expect("the password changes ended sessions");
+                live(ended.refresh)
+            }),
+        ),
+        (T::Missing, with(Second, live)),
+    ]
+}
+
+/// Property 1's hand-picked refresh bodies, as bytes: a live token with an
+/// escaped first character (the same string: 200), in a duplicated member,
+/// with trailing text or a trailing comma, after a byte order mark, with
+/// invalid UTF-8 after it, form-encoded, padded past the body limit.
+fn tricky_refresh_bytes() -> Vec<(TokenKind, MakeBody<Vec<u8>>)> {
+    fn with(role: Role, body: fn(&str) -> Vec<u8>) -> MakeBody<Vec<u8>> {
+        Box::new(move |s: &Session| body(&s.held(role).refresh))
+    }
+    use Role::{Main, Plain, Second};
+    use TokenKind as T;
+    vec![
+        (
+            T::Missing,
+            with(Main, |t| {
+                let mut chars = t.chars();
+                let first = chars.next().map_or(0, u32::from);
+                format!("{{\"refreshToken\":\"\\u{first:04x}{}\"}}", chars.as_str()).into_bytes()
+            }),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| {
+                format!("{{\"refreshToken\":\"{t}\",\"refreshToken\":\"{t}\"}}").into_bytes()
+            }),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| {
+                format!("{{\"refreshToken\":\"{t}\"}}x").into_bytes()
+            }),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| {
+                format!("{{\"refreshToken\":\"{t}\",}}").into_bytes()
+            }),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| {
+                format!("\u{feff}{{\"refreshToken\":\"{t}\"}}").into_bytes()
+            }),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| {
+                let mut body = format!("{{\"refreshToken\":\"{t}").into_bytes();
+                body.extend(b"\xff\"}");
+                body
+            }),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| format!("refreshToken={t}").into_bytes()),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| {
+                let pad = " ".repeat(MAX_BODY_BYTES);
+                format!("{{\"refreshToken\":\"{t}\"}}{pad}").into_bytes()
+            }),
+        ),
+        (
+            T::Forged,
+            with(Second, |t| {
+                format!(" \r\n{{\"refreshToken\":\"{t}\"}}\n").into_bytes()
+            }),
+        ),
+        (
+            T::Missing,
+            with(Main, |t| {
+                format!("{{\"refreshToken\":\"{t}\"}}").into_bytes()
+            }),
+        ),
+        (
+            T::NoPasskey,
+            with(Plain, |t| {
+                format!("{{\"refreshToken\":\"{t}\"}}").into_bytes()
+            }),
+        ),
     ]
 }
 
@@ -2272,7 +3160,86 @@ const ROUTE_PATHS: &[&str] = &[
     "/auth/recovery",
     "/auth/recovery-codes",
     "/auth/events",
+    "/auth/refresh",
+    "/auth/logout",
+    "/auth/sessions",
 ];
+
+/// The session routes, with the ids of held sessions (and of the one ended
+/// last) as placeholders filled in when sent.
+const SESSION_PATHS: &[&str] = &[
+    "/auth/logout",
+    "/auth/sessions",
+    "/auth/refresh",
+    "/auth/sessions/{main}",
+    "/auth/sessions/{second}",
+    "/auth/sessions/{plain}",
+    "/auth/sessions/{plain-second}",
+    "/auth/sessions/{ended}",
+];
+
+/// A request that ends sessions when it answers 204.
+#[derive(Debug)]
+enum Ending {
+    /// `POST /auth/logout`: the caller's session.
+    Logout,
+    /// `DELETE /auth/sessions`: every other session of the caller's account.
+    Others,
+    /// `DELETE /auth/sessions/{id}`, with the id as sent.
+    One(String),
+}
+
+impl Ending {
+    /// The answer the contract fixes for `auth` (none for a header the test
+    /// cannot tell): the login guard (logout) or the recent guard, then 204,
+    /// or 404 for an id that is none of the caller's account's live
+    /// sessions.
+    fn expected(&self, session: &Session, auth: &AuthHeader) -> Option<Expected> {
+        let no_token = match auth {
+            AuthHeader::Missing => true,
+            AuthHeader::Ended => session.last_ended().is_none(),
+            _ => false,
+        };
+        if no_token {
+            return Some(Expected::Problem(401, "missing_token"));
+        }
+        if let AuthHeader::Ended = auth {
+            return Some(Expected::Problem(401, "invalid_token"));
+        }
+        let caller = match auth {
+            AuthHeader::PasswordLevel | AuthHeader::FullLevel => Role::Main,
+            AuthHeader::NoPasskey => Role::Plain,
+            AuthHeader::Second => Role::Second,
+            _ => return None,
+        };
+        // The recent guard: a password-level token of the passkey account.
+        let recent = !matches!(auth, AuthHeader::PasswordLevel | AuthHeader::Second);
+        Some(match self {
+            Ending::Logout => Expected::NoContent,
+            _ if !recent => Expected::Problem(403, "passkey_required"),
+            Ending::Others => Expected::NoContent,
+            Ending::One(id) => match session.role_with_sid(id) {
+                Some(target) if caller.account().contains(&target) => Expected::NoContent,
+                _ => Expected::Problem(404, "not_found"),
+            },
+        })
+    }
+
+    /// The ending a request to `path` (as sent) asks for, if any.
+    fn of(method: &Method, path: &str) -> Option<Ending> {
+        if *method == Method::POST && path == "/auth/logout" {
+            Some(Ending::Logout)
+        } else if *method == Method::DELETE && path == "/auth/sessions" {
+            Some(Ending::Others)
+        } else if *method == Method::DELETE {
+            path.strip_prefix("/auth/sessions/")
+                .filter(|id| !id.is_empty() && !id.contains('/'))
+                .map(|id| Ending::One(id.to_owned()))
+        } else {
+            None
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 enum AuthHeader {
@@ -2281,6 +3248,10 @@ enum AuthHeader {
     FullLevel,
     /// The account without passkeys (passes the recent guard).
     NoPasskey,
+    /// The passkey account's second session (password level).
+    Second,
+    /// The token of the session ended last (none before one has).
+    Ended,
     /// `Bearer ` and any bytes.
     Bearer(Bytes),
     /// Any bytes at all.
@@ -2293,18 +3264,36 @@ impl AuthHeader {
     fn header(&self, session: &Session) -> Option<HeaderValue> {
         match self {
             AuthHeader::Missing => None,
-            AuthHeader::PasswordLevel => Some(bearer(&session.password_token)),
-            AuthHeader::FullLevel => Some(bearer(&session.full_token)),
-            AuthHeader::NoPasskey => Some(bearer(&session.plain_token)),
+            AuthHeader::PasswordLevel => Some(bearer(&session.password_token())),
+            AuthHeader::FullLevel => Some(bearer(&session.full_token())),
+            AuthHeader::NoPasskey => Some(bearer(&session.plain_token())),
+            AuthHeader::Second => Some(bearer(&session.token(Role::Second))),
+            AuthHeader::Ended => session.last_ended().map(|held| bearer(&held.token)),
             AuthHeader::Bearer(bytes) => {
                 Some(header_value(&[&b"Bearer "[..], &bytes.0[..]].concat()))
             }
             AuthHeader::Raw(bytes) => Some(header_value(&bytes.0)),
             AuthHeader::Tampered(edit) => {
-                let mut value = format!("Bearer {}", session.full_token).into_bytes();
+                let mut value = format!("Bearer {}", session.full_token()).into_bytes();
                 edit.apply(&mut value);
                 Some(header_value(&value))
             }
+        }
+    }
+
+    /// The held session the header is a token of. An altered token that
+    /// still passes is the main session's: the signature covers the claims.
+    fn role(&self) -> Option<Role> {
+        match self {
+            AuthHeader::PasswordLevel | AuthHeader::FullLevel | AuthHeader::Tampered(_) => {
+                Some(Role::Main)
+            }
+            AuthHeader::NoPasskey => Some(Role::Plain),
+            AuthHeader::Second => Some(Role::Second),
+            AuthHeader::Missing
+            | AuthHeader::Ended
+            | AuthHeader::Bearer(_)
+            | AuthHeader::Raw(_) => None,
         }
     }
 }
@@ -2391,10 +3380,25 @@ fn tricky_requests() -> Vec<RequestCase> {
     ]
 }
 
-/// The recent and account routes with tokens the guard refuses or lets
-/// through, with the answer each must get; last, each account deleted (the
-/// session is then replaced).
-fn account_requests(session: &Session) -> Vec<(RequestCase, u16, &'static str)> {
+/// What a hand-picked request of property 4 must get.
+#[derive(Debug, Clone, Copy)]
+enum Expected {
+    NoContent,
+    Problem(u16, &'static str),
+    /// 200: exactly the held sessions of the caller's account, the
+    /// caller's marked `current`.
+    SessionList,
+}
+
+/// The recent, account and session routes with tokens the guard refuses or
+/// lets through, with the answer each must get: the session routes' guards,
+/// ids that are none of the caller's sessions (made up, malformed, another
+/// user's, one already ended: 404), wrong methods; then sessions ended
+/// every way (another by id, all others, logout with each kind of token,
+/// the caller's own by id; each checked and replaced by a new login), an
+/// ended session's token; last, each account deleted (the session is then
+/// replaced).
+fn account_requests(session: &Session) -> Vec<(RequestCase, Expected)> {
     let request = |method: Method, path: &str, auth: AuthHeader| RequestCase {
         method,
         path: path.to_owned(),
@@ -2404,51 +3408,210 @@ fn account_requests(session: &Session) -> Vec<(RequestCase, u16, &'static str)> 
         body: None,
     };
     let own_id = format!("/passkeys/{}", session.passkey_id);
-    use AuthHeader::{FullLevel, NoPasskey, PasswordLevel};
+    let unknown = format!("/auth/sessions/{}", Uuid::new_v4());
+    let raw = |s: &str| AuthHeader::Raw(Bytes(s.as_bytes().to_vec()));
+    use AuthHeader::{Ended, FullLevel, Missing, NoPasskey, PasswordLevel, Second};
+    use Expected::{NoContent, Problem, SessionList};
+    let (delete, get, post) = (Method::DELETE, Method::GET, Method::POST);
+    let passkey_required = Problem(403, "passkey_required");
+    let not_found = Problem(404, "not_found");
+    let method_not_allowed = Problem(405, "method_not_allowed");
+    let missing_token = Problem(401, "missing_token");
+    let invalid_token = Problem(401, "invalid_token");
     vec![
         (
-            request(Method::DELETE, &own_id, PasswordLevel),
-            403,
-            "passkey_required",
+            request(delete.clone(), &own_id, PasswordLevel),
+            passkey_required,
         ),
         // Another user's passkey.
+        (request(delete.clone(), &own_id, NoPasskey), not_found),
         (
-            request(Method::DELETE, &own_id, NoPasskey),
-            404,
-            "not_found",
+            request(delete.clone(), "/auth/me", PasswordLevel),
+            passkey_required,
         ),
         (
-            request(Method::DELETE, "/auth/me", PasswordLevel),
-            403,
-            "passkey_required",
+            request(delete.clone(), "/auth/me", Second),
+            passkey_required,
         ),
         (
-            request(Method::POST, "/auth/recovery-codes", PasswordLevel),
-            403,
-            "passkey_required",
+            request(post.clone(), "/auth/recovery-codes", PasswordLevel),
+            passkey_required,
         ),
         (
-            request(Method::POST, "/auth/recovery-codes", NoPasskey),
-            409,
-            "no_passkeys",
+            request(post.clone(), "/auth/recovery-codes", NoPasskey),
+            Problem(409, "no_passkeys"),
         ),
         (
-            request(Method::POST, "/auth/recovery", FullLevel),
-            400,
-            "invalid_request",
+            request(post.clone(), "/auth/recovery", FullLevel),
+            Problem(400, "invalid_request"),
         ),
         (
-            request(Method::POST, "/auth/password", NoPasskey),
-            400,
-            "invalid_request",
+            request(post.clone(), "/auth/password", NoPasskey),
+            Problem(400, "invalid_request"),
         ),
         (
-            request(Method::POST, "/auth/password", FullLevel),
-            400,
-            "invalid_request",
+            request(post.clone(), "/auth/password", FullLevel),
+            Problem(400, "invalid_request"),
         ),
-        (request(Method::DELETE, "/auth/me", FullLevel), 204, ""),
-        (request(Method::DELETE, "/auth/me", NoPasskey), 204, ""),
+        // The session routes' guards.
+        (
+            request(get.clone(), "/auth/sessions", Missing),
+            missing_token,
+        ),
+        (
+            request(post.clone(), "/auth/logout", Missing),
+            missing_token,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions", Missing),
+            missing_token,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{second}", Missing),
+            missing_token,
+        ),
+        (
+            request(post.clone(), "/auth/logout", raw("Bearer x")),
+            invalid_token,
+        ),
+        (
+            request(get.clone(), "/auth/sessions", PasswordLevel),
+            SessionList,
+        ),
+        (
+            request(get.clone(), "/auth/sessions", FullLevel),
+            SessionList,
+        ),
+        (request(get.clone(), "/auth/sessions", Second), SessionList),
+        (
+            request(get.clone(), "/auth/sessions", NoPasskey),
+            SessionList,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{second}", PasswordLevel),
+            passkey_required,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{main}", Second),
+            passkey_required,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions", PasswordLevel),
+            passkey_required,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions", Second),
+            passkey_required,
+        ),
+        // Ids that are none of the caller's sessions.
+        (request(delete.clone(), &unknown, FullLevel), not_found),
+        (
+            request(
+                delete.clone(),
+                "/auth/sessions/00000000-0000-0000-0000-000000000000",
+                FullLevel,
+            ),
+            not_found,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/not-a-session", FullLevel),
+            not_found,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/%00", FullLevel),
+            not_found,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{plain}", FullLevel),
+            not_found,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{main}", NoPasskey),
+            not_found,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{second}", NoPasskey),
+            not_found,
+        ),
+        (request(delete.clone(), &unknown, NoPasskey), not_found),
+        // Wrong methods.
+        (
+            request(get.clone(), "/auth/sessions/{second}", FullLevel),
+            method_not_allowed,
+        ),
+        (
+            request(Method::PUT, "/auth/sessions", FullLevel),
+            method_not_allowed,
+        ),
+        (
+            request(post.clone(), "/auth/sessions", FullLevel),
+            method_not_allowed,
+        ),
+        (
+            request(get.clone(), "/auth/logout", PasswordLevel),
+            method_not_allowed,
+        ),
+        (
+            request(get.clone(), "/auth/refresh", Missing),
+            method_not_allowed,
+        ),
+        (
+            request(post.clone(), "/auth/refresh", Missing),
+            Problem(400, "invalid_request"),
+        ),
+        // Sessions ended every way (each then replaced by a new login).
+        (
+            request(delete.clone(), "/auth/sessions/{second}", FullLevel),
+            NoContent,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{ended}", FullLevel),
+            not_found,
+        ),
+        (request(post.clone(), "/auth/logout", Ended), invalid_token),
+        (request(get.clone(), "/auth/sessions", Ended), invalid_token),
+        (
+            request(delete.clone(), "/auth/sessions/{plain-second}", NoPasskey),
+            NoContent,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions", FullLevel),
+            NoContent,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions", NoPasskey),
+            NoContent,
+        ),
+        (request(post.clone(), "/auth/logout", Second), NoContent),
+        (
+            request(post.clone(), "/auth/logout", PasswordLevel),
+            NoContent,
+        ),
+        (request(post.clone(), "/auth/logout", FullLevel), NoContent),
+        (request(post.clone(), "/auth/logout", NoPasskey), NoContent),
+        (
+            request(delete.clone(), "/auth/sessions", Ended),
+            invalid_token,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{main}", FullLevel),
+            NoContent,
+        ),
+        (
+            request(delete.clone(), "/auth/sessions/{plain}", NoPasskey),
+            NoContent,
+        ),
+        (
+            request(get.clone(), "/auth/sessions", FullLevel),
+            SessionList,
+        ),
+        (
+            request(get.clone(), "/auth/sessions", NoPasskey),
+            SessionList,
+        ),
+        (request(post.clone(), "/auth/logout", Ended), invalid_token),
+        (request(delete.clone(), "/auth/me", FullLevel), NoContent),
+        (request(delete, "/auth/me", NoPasskey), NoContent),
     ]
 }
 
@@ -2486,9 +3649,20 @@ fn arb_segment() -> impl Strategy<Value = String> {
     ]
 }
 
+/// The session routes: with held (or ended) sessions' ids, made-up ids and
+/// one segment too many.
+fn arb_session_path() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => select(SESSION_PATHS).prop_map(str::to_owned),
+        2 => arb_segment().prop_map(|s| format!("/auth/sessions/{s}")),
+        1 => (select(SESSION_PATHS), arb_segment()).prop_map(|(p, s)| format!("{p}/{s}")),
+    ]
+}
+
 fn arb_path() -> impl Strategy<Value = String> {
     prop_oneof![
         3 => select(ROUTE_PATHS).prop_map(str::to_owned),
+        1 => arb_session_path(),
         4 => arb_segment().prop_map(|s| format!("/passkeys/{s}")),
         1 => (arb_segment(), arb_segment()).prop_map(|(a, b)| format!("/passkeys/{a}/{b}")),
         1 => (select(ROUTE_PATHS), arb_segment()).prop_map(|(p, s)| format!("{p}/{s}")),
@@ -2503,6 +3677,8 @@ fn arb_request_case() -> impl Strategy<Value = RequestCase> {
         2 => Just(AuthHeader::PasswordLevel),
         3 => Just(AuthHeader::FullLevel),
         1 => Just(AuthHeader::NoPasskey),
+        1 => Just(AuthHeader::Second),
+        1 => Just(AuthHeader::Ended),
         2 => prop::collection::vec(any::<u8>(), 0..80).prop_map(|b| AuthHeader::Bearer(Bytes(b))),
         1 => prop::collection::vec(any::<u8>(), 0..80).prop_map(|b| AuthHeader::Raw(Bytes(b))),
         1 => select(vec!["Bearer", "Bearer ", "bearer x", "Basic YTpi", "Bearer a b", "Bearer ....", "Bearer \u{0}"])
@@ -2519,23 +3695,29 @@ fn arb_request_case() -> impl Strategy<Value = RequestCase> {
                 "password",
                 "code",
                 "currentPassword",
-                "newPassword"
+                "newPassword",
+                "refreshToken"
             ])
             .prop_map(|v| Bytes(serde_json::to_vec(&v).unwrap())),
             prop::collection::vec(any::<u8>(), 0..64).prop_map(Bytes),
         ],
     );
     let extra = prop::collection::vec(arb_extra_header(), 0..3);
-    (arb_method(), arb_path(), query, auth, extra, body).prop_map(
-        |(method, path, query, auth, extra, body)| RequestCase {
+    // Any method at any path, or the methods the session routes take there.
+    let target = prop_oneof![
+        6 => (arb_method(), arb_path()),
+        1 => (select(vec![Method::POST, Method::DELETE, Method::GET]), arb_session_path()),
+    ];
+    (target, query, auth, extra, body).prop_map(|((method, path), query, auth, extra, body)| {
+        RequestCase {
             method,
             path,
             query,
             auth,
             extra,
             body,
-        },
-    )
+        }
+    })
 }
 
 // ---------------------------------------------------------------------------
