@@ -4,7 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
-use super::{Database, RepoError};
+use super::{lock_user_on, Database, RepoError};
 use crate::db::AnyConnection;
 use crate::schema::{refresh_tokens, sessions};
 
@@ -161,6 +161,18 @@ impl SessionRepository {
         self.db
             .run(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
+                    let now = request.now;
+                    // The compare-and-set comes first: it is also what takes
+                    // SQLite's write lock, which a transaction that read
+                    // first could not take later under concurrency (SQLite
+                    // refuses that upgrade at once instead of waiting).
+                    let swapped = diesel::update(
+                        refresh_tokens::table
+                            .filter(refresh_tokens::token_hash.eq(&request.presented_hash))
+                            .filter(refresh_tokens::rotated_at.is_null()),
+                    )
+                    .set(refresh_tokens::rotated_at.eq(Some(now)))
+                    .execute(conn)?;
                     let found: Option<(RefreshTokenRecord, SessionRecord)> = refresh_tokens::table
                         .inner_join(sessions::table)
                         .filter(refresh_tokens::token_hash.eq(&request.presented_hash))
@@ -170,30 +182,18 @@ impl SessionRepository {
                     let Some((token, session)) = found else {
                         return Ok(Rotation::Unknown);
                     };
-                    let now = request.now;
+                    // (A dead session's token may have been marked rotated
+                    // just now: harmless, the session is over.)
                     if session.ended_at.is_some()
                         || session.expires_at <= now
                         || session.refresh_expires_at <= now
                     {
                         return Ok(Rotation::Dead(session));
                     }
-                    if let Some(rotated_at) = token.rotated_at {
-                        return Ok(Rotation::AlreadyRotated {
-                            session,
-                            rotated_at,
-                        });
-                    }
-                    let swapped = diesel::update(
-                        refresh_tokens::table
-                            .filter(refresh_tokens::token_hash.eq(&token.token_hash))
-                            .filter(refresh_tokens::rotated_at.is_null()),
-                    )
-                    .set(refresh_tokens::rotated_at.eq(Some(now)))
-                    .execute(conn)?;
                     if swapped == 0 {
                         return Ok(Rotation::AlreadyRotated {
                             session,
-                            rotated_at: now,
+                            rotated_at: token.rotated_at.unwrap_or(now),
                         });
                     }
                     let generation = token.generation + 1;
@@ -234,8 +234,12 @@ impl SessionRepository {
     pub async fn end(&self, user_id: String, ending: SessionEnding) -> Result<Ended, RepoError> {
         self.db
             .run(move |conn| {
-                conn.transaction(|conn| end_on(conn, &user_id, &ending))
-                    .map_err(RepoError::from)
+                conn.transaction(|conn| {
+                    // A write first: it takes SQLite's write lock (see rotate).
+                    lock_user_on(conn, &user_id, ending.now)?;
+                    end_on(conn, &user_id, &ending)
+                })
+                .map_err(RepoError::from)
             })
             .await
     }

@@ -114,15 +114,17 @@ impl UserRepository {
         self.db
             .run(move |conn| {
                 conn.transaction(|conn| {
+                    // A write first: it takes SQLite's write lock, which a
+                    // transaction that read first may be refused later.
+                    diesel::update(auth_events::table.filter(auth_events::user_id.eq(&id)))
+                        .set(auth_events::user_id.eq(None::<String>))
+                        .execute(conn)?;
                     let live: Vec<String> = sessions::table
                         .filter(sessions::user_id.eq(&id))
                         .filter(sessions::ended_at.is_null())
                         .select(sessions::id)
                         .load(conn)?;
                     diesel::delete(sessions::table.filter(sessions::user_id.eq(&id)))
-                        .execute(conn)?;
-                    diesel::update(auth_events::table.filter(auth_events::user_id.eq(&id)))
-                        .set(auth_events::user_id.eq(None::<String>))
                         .execute(conn)?;
                     delete_all_on(conn, &id)?;
                     diesel::delete(passkeys::table.filter(passkeys::user_id.eq(&id)))

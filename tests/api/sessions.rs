@@ -15,6 +15,7 @@ on_both_backends!(
     a_rotated_token_within_the_grace_ends_nothing,
     a_reused_refresh_token_ends_the_whole_session,
     concurrent_refreshes_with_one_token_succeed_once,
+    concurrent_refreshes_of_many_sessions_all_succeed,
     refresh_never_yields_the_full_level,
     idle_and_absolute_expiry_follow_the_clock,
     logout_ends_the_session_and_every_token_of_it,
@@ -217,6 +218,28 @@ async fn concurrent_refreshes_with_one_token_succeed_once(backend: Backend) {
         200
     );
     refreshed(&app, &refresh_of(&winners[0])).await;
+}
+
+async fn concurrent_refreshes_of_many_sessions_all_succeed(backend: Backend) {
+    // Each session refreshes its own token, all at once, several rounds:
+    // none may be refused because another transaction held the database.
+    let app = TestApp::spawn(backend).await;
+    let user = app.new_user().await;
+    let mut tokens = Vec::new();
+    for _ in 0..16 {
+        tokens.push(refresh_of(&login(&app, &user).await));
+    }
+    for _ in 0..3 {
+        let answers = futures_util::future::join_all(tokens.iter().map(|t| app.refresh(t))).await;
+        let mut next = Vec::new();
+        for res in answers {
+            let status = res.status();
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            next.push(refresh_of(&body));
+        }
+        tokens = next;
+    }
 }
 
 async fn refresh_never_yields_the_full_level(backend: Backend) {
