@@ -1,9 +1,11 @@
 //! Load benchmark of the server binary: `cargo bench --bench load`.
 //!
 //! Starts the real `passkey-auth` binary on a fresh database and drives it
-//! with an in-process load generator through five phases (see BENCHMARKS.md
+//! with an in-process load generator through seven phases (see BENCHMARKS.md
 //! for what each measures and the targets), prints a summary and rewrites
-//! BENCHMARKS.md with the figures and the machine they ran on.
+//! BENCHMARKS.md with the figures and the machine they ran on. The last
+//! phase runs two servers as nodes on one PostgreSQL and one Redis (the
+//! machine's services); without them it is skipped, and the report says so.
 
 #[path = "../tests/common/authenticator.rs"]
 mod authenticator;
@@ -13,6 +15,8 @@ mod cpu;
 mod driver;
 #[path = "load/http.rs"]
 mod http;
+#[path = "load/nodes.rs"]
+mod nodes;
 #[path = "load/report.rs"]
 mod report;
 #[path = "load/seed.rs"]
@@ -28,14 +32,19 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
 use passkey_auth::services::passwords::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM};
 use serde_json::{json, Value};
 
 use authenticator::TestAuthenticator;
 use driver::{expect_success, FixedRequest, LoadResult, LoadSpec, Operation, Stop};
 use http::Conn;
-use report::{ChallengeFloods, HashTiming, Machine, MemorySample, Results, RunInfo};
-use server::{DbTarget, Server, ServerConfig};
+use report::{
+    ChallengeFloods, HashTiming, LogoutPropagation, Machine, MemorySample, NodesOutcome, Results,
+    RunInfo,
+};
+use server::{DbTarget, RedisTarget, Server, ServerConfig};
 
 /// The origin the benchmark server is configured with (`RP_ORIGIN`), and
 /// the one the software authenticator puts in its client data.
@@ -58,11 +67,20 @@ struct Settings {
     ceremony_workers: usize,
     /// argon2id hashes timed for the ceiling.
     hash_samples: usize,
-    /// Phase 5: requests per flood, users per flood, store capacity.
+    /// Phase 5: connections, each rotating its own session's refresh token.
+    refresh_connections: usize,
+    /// Phase 6: requests per flood, users per flood, store capacity.
     flood_requests: u64,
     flood_users: usize,
     flood_connections: usize,
     challenge_capacity: u64,
+    /// Phase 7: logouts, and how the other node is polled after each.
+    logout_rounds: usize,
+    poll_interval: Duration,
+    poll_deadline: Duration,
+    /// Phase 7's services (`None`: set empty, the phase is skipped).
+    pg_admin_url: Option<String>,
+    redis_url: Option<String>,
     server_binary: PathBuf,
     database_url: Option<String>,
     report_path: PathBuf,
@@ -79,10 +97,16 @@ impl Settings {
             idle_connections: 16,
             ceremony_workers: 32,
             hash_samples: 20,
+            refresh_connections: 16,
             flood_requests: env_number("BENCH_FLOOD", 100_000)?,
             flood_users: 20_000,
             flood_connections: 64,
             challenge_capacity: 10_000,
+            logout_rounds: env_number("BENCH_LOGOUTS", 100)?,
+            poll_interval: Duration::from_millis(2),
+            poll_deadline: Duration::from_secs(5),
+            pg_admin_url: env_url("BENCH_PG_ADMIN_URL", "postgres://postgres@127.0.0.1:5432"),
+            redis_url: env_url("BENCH_REDIS_URL", "redis://127.0.0.1:6379"),
             // Cargo builds the binary (same profile) for every benchmark
             // target, so the one under test always matches the sources.
             server_binary: std::env::var_os("BENCH_SERVER_BIN")
@@ -115,6 +139,14 @@ fn env_number<T: std::str::FromStr>(name: &str, default: T) -> Result<T, String>
             .parse()
             .map_err(|_| format!("{name}={value:?} is not a positive number")),
         _ => Ok(default),
+    }
+}
+
+/// A service URL: the default when unset, `None` when set empty (skip).
+fn env_url(name: &str, default: &str) -> Option<String> {
+    match std::env::var(name) {
+        Ok(value) => Some(value).filter(|v| !v.trim().is_empty()),
+        Err(_) => Some(default.to_owned()),
     }
 }
 
@@ -179,7 +211,8 @@ async fn run(settings: Settings) -> Result<(), String> {
         binary: settings.server_binary.clone(),
         workdir: workdir.0.clone(),
         db: db.clone(),
-        challenge_capacity: 100_000, // the default, for phases 1-4
+        challenge_capacity: 100_000, // the default, for phases 1-5
+        redis: None,
     };
     println!(
         "load benchmark: {} cores, server {}, {}",
@@ -188,14 +221,15 @@ async fn run(settings: Settings) -> Result<(), String> {
         db.describe()
     );
 
-    // Server A's environment, for the report (server B differs in capacity).
+    // Server A's environment, for the report (server B differs in capacity,
+    // the nodes of phase 7 in database and Redis; they report their own).
     let server_env = config.env();
     let outcome = phases(&settings, &mut config, &prefix, &machine).await;
     if let Err(err) = seed::delete_run(&db, &prefix) {
         eprintln!("warning: could not delete this run's users: {err}");
     }
     let results = outcome?;
-    // Both servers have been stopped and reaped: their CPU time is ours now.
+    // Every server has been stopped and reaped: their CPU time is ours now.
     let cpu = cpu_before
         .zip(cpu::CpuSnapshot::now())
         .map(|(before, after)| before.shares_until(&after));
@@ -214,6 +248,13 @@ async fn run(settings: Settings) -> Result<(), String> {
     println!("\n{}", report::results_table(&results));
     println!("{}", report::memory_table(&results));
     println!("Targets: {}", report::targets_line(&results));
+    let (warnings, last) = &results.server_warnings;
+    if *warnings > 0 {
+        println!("server A logged {warnings} warnings/errors; the last lines:");
+        for line in last {
+            println!("  {line}");
+        }
+    }
     let markdown = report::markdown(&results, &machine, &info);
     std::fs::write(&settings.report_path, markdown)
         .map_err(|e| format!("{}: {e}", settings.report_path.display()))?;
@@ -225,7 +266,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Phases 1-4 on server A, phase 5 on server B.
+/// Phases 1-5 on server A, phase 6 on server B, phase 7 on nodes C and D.
 async fn phases(
     settings: &Settings,
     config: &mut ServerConfig,
@@ -250,9 +291,11 @@ async fn phases(
     let users = enroll_all(addr, prefix, settings.ceremony_workers).await?;
     let first = users.first().ok_or("no users were enrolled")?;
     let (full_token, first_username) = (first.full_token.clone(), first.username.clone());
+    let guarded_sid = session_of(&full_token, &first.password_token)?;
+    let usernames: Vec<String> = users.iter().map(|u| u.username.clone()).collect();
     sample(&server, "setup");
 
-    println!("phase 1: guarded vs bare");
+    println!("phase 1: guarded vs bare (token sid {guarded_sid})");
     let (bare, bare_with_header, guarded) =
         phase_guarded_vs_bare(settings, &server, &full_token).await;
     sample(&server, "phase 1 (guarded vs bare)");
@@ -271,25 +314,40 @@ async fn phases(
     let ceremonies = phase_ceremonies(settings, &server, users).await;
     sample(&server, "phase 4 (ceremonies)");
 
+    println!("phase 5: refresh-token rotation");
+    let refresh = phase_refresh(settings, &server, &usernames, "POST /auth/refresh").await?;
+    sample(&server, "phase 5 (refresh)");
+
     let peak_rss_kib = server.peak_rss_kib();
     let server_warnings = server.warnings();
     check_alive(server)?;
 
-    println!("phase 5: challenge flood on server B");
+    println!("phase 6: challenge flood on server B");
     config.challenge_capacity = settings.challenge_capacity;
     let challenge = phase_challenge_flood(settings, config, prefix, &hash.phc).await?;
+
+    println!("phase 7: logout propagation between two nodes");
+    let logout = phase_logout_propagation(settings, config, prefix).await;
+    match &logout {
+        NodesOutcome::Measured(m) => println!("  {}", m.summary()),
+        NodesOutcome::Skipped(why) => println!("  skipped: {why}"),
+        NodesOutcome::Failed(why) => println!("  FAILED: {why}"),
+    }
 
     Ok(Results {
         bare,
         bare_with_header,
         guarded,
+        guarded_sid,
         hash: hash.timing(),
         login,
         idle,
         under_flood,
         flood_logins,
         ceremonies,
+        refresh,
         challenge,
+        logout,
         memory,
         peak_rss_kib,
         server_warnings,
@@ -399,10 +457,38 @@ async fn call(conn: &mut Conn, request: &[u8], what: &str) -> Result<Value, Stri
 }
 
 fn access_token(response: &Value) -> Result<String, String> {
-    response["accessToken"]
+    string_field(response, "accessToken")
+}
+
+fn refresh_token(response: &Value) -> Result<String, String> {
+    string_field(response, "refreshToken")
+}
+
+fn string_field(response: &Value, name: &str) -> Result<String, String> {
+    response[name]
         .as_str()
         .map(str::to_owned)
-        .ok_or_else(|| format!("no accessToken in {response}"))
+        .ok_or_else(|| format!("no {name} in {response}"))
+}
+
+/// A claim of a token, read without verification (it is the server's own).
+fn claim(token: &str, name: &str) -> Option<String> {
+    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    let claims: Value = serde_json::from_slice(&payload).ok()?;
+    claims[name].as_str().map(str::to_owned)
+}
+
+/// The `sid` of the full-level token phases 1 and 3 send, which must be
+/// the session its password login started (a step-up keeps the session):
+/// the guard then checks a real session on every request.
+fn session_of(full_token: &str, password_token: &str) -> Result<String, String> {
+    let sid = claim(full_token, "sid").ok_or("the full-level token carries no sid claim")?;
+    match claim(password_token, "sid") {
+        Some(login_sid) if login_sid == sid => Ok(sid),
+        other => Err(format!(
+            "the step-up token's sid {sid} is not its login's ({other:?})"
+        )),
+    }
 }
 
 fn login_request(username: &str) -> Vec<u8> {
@@ -505,7 +591,7 @@ struct Argon2Reference {
     cores: usize,
     /// Single-threaded hash times.
     sequential: Vec<Duration>,
-    /// A PHC string of [`PASSWORD`], for the users phase 5 inserts.
+    /// A PHC string of [`PASSWORD`], for the users phase 6 inserts.
     phc: String,
 }
 
@@ -653,7 +739,93 @@ async fn phase_ceremonies(
 }
 
 // ---------------------------------------------------------------------------
-// Phase 5: challenge flood on a second server with a small store.
+// Phase 5: refresh-token rotation.
+
+/// One connection's session: each operation presents the current refresh
+/// token and keeps the one the answer carries, so no two requests ever
+/// present the same token (rotation never races).
+struct Refresher {
+    refresh_token: String,
+    /// The login that started the session, to start another one when the
+    /// session's token is refused.
+    login: Arc<[u8]>,
+}
+
+impl Operation for Refresher {
+    async fn run(&mut self, conn: &mut Conn, _seq: u64) -> Result<(), String> {
+        let request = http::post_json(
+            "/auth/refresh",
+            None,
+            &json!({"refreshToken": self.refresh_token}),
+        );
+        // A transport error or a 5xx keeps the token: the next operation
+        // presents it again at once, well within the reuse grace, so even a
+        // rotation whose answer was lost ends nothing; it is then refused
+        // (401) and only that costs a new login.
+        let answer = conn
+            .send(&request)
+            .await
+            .map_err(|e| format!("refresh: {e}"))?;
+        if answer.status == 401 {
+            let err = answer.unexpected("refresh");
+            let session = call(conn, &self.login, "login after a refused refresh").await?;
+            self.refresh_token = refresh_token(&session)?;
+            return Err(err);
+        }
+        if !answer.is_success() {
+            return Err(answer.unexpected("refresh"));
+        }
+        let answer = answer.json()?;
+        access_token(&answer)?;
+        self.refresh_token = refresh_token(&answer)?;
+        Ok(())
+    }
+}
+
+/// Sessions started by real logins (setup, not timed), one per connection,
+/// spread over the enrolled users; then a timed run of refreshes.
+async fn phase_refresh(
+    settings: &Settings,
+    server: &Server,
+    usernames: &[String],
+    label: &str,
+) -> Result<LoadResult, String> {
+    let n = settings.refresh_connections;
+    if usernames.is_empty() {
+        return Err("no users to start sessions for".into());
+    }
+    let permits = Arc::new(tokio::sync::Semaphore::new(4));
+    let addr = server.addr;
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let login: Arc<[u8]> = Arc::from(login_request(&usernames[i % usernames.len()]));
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+                let mut conn = Conn::new(addr);
+                let answer = call(&mut conn, &login, "login (session setup)").await?;
+                Ok::<_, String>(Refresher {
+                    refresh_token: refresh_token(&answer)?,
+                    login,
+                })
+            })
+        })
+        .collect();
+    let mut ops = Vec::with_capacity(n);
+    for task in tasks {
+        ops.push(
+            task.await
+                .map_err(|e| format!("session setup task: {e}"))??,
+        );
+    }
+    println!("  {n} sessions started by password logins");
+    let result = run_on(server, &settings.timed(label, n), ops).await;
+    println!("  {}", result.summary());
+    Ok(result)
+}
+
+// ---------------------------------------------------------------------------
+// Phase 6: challenge flood on a second server with a small store.
 
 /// Registration options for a rotating set of users: each request stores a
 /// challenge under (user, registration).
@@ -734,5 +906,178 @@ async fn phase_challenge_flood(
     }
     result.server_warnings = server.warnings().0;
     check_alive(server)?;
+    Ok(result)
+}
+
+// ---------------------------------------------------------------------------
+// Phase 7: logout propagation between two nodes.
+
+/// Two nodes on a fresh PostgreSQL database and one Redis; skipped when
+/// either service cannot be reached.
+async fn phase_logout_propagation(
+    settings: &Settings,
+    base: &ServerConfig,
+    prefix: &str,
+) -> NodesOutcome {
+    let (Some(admin_url), Some(redis_url)) = (&settings.pg_admin_url, &settings.redis_url) else {
+        return NodesOutcome::Skipped(
+            "disabled (BENCH_PG_ADMIN_URL or BENCH_REDIS_URL set empty)".into(),
+        );
+    };
+    let database = match tokio::task::block_in_place(|| nodes::Database::create(admin_url)) {
+        Ok(database) => database,
+        Err(err) => {
+            return NodesOutcome::Skipped(format!(
+                "PostgreSQL at {admin_url} is not reachable or refused a new database: {err}"
+            ))
+        }
+    };
+    if let Err(err) = tokio::task::block_in_place(|| nodes::redis_ping(redis_url)) {
+        return NodesOutcome::Skipped(format!("Redis at {redis_url} is not reachable: {err}"));
+    }
+    let redis = RedisTarget {
+        url: redis_url.clone(),
+        prefix: format!("{prefix}:"),
+    };
+    let config = ServerConfig {
+        binary: base.binary.clone(),
+        workdir: base.workdir.clone(),
+        db: DbTarget::Postgres(database.url.clone()),
+        challenge_capacity: 100_000,
+        redis: Some(redis.clone()),
+    };
+    let outcome = measure_logouts(settings, &config, prefix).await;
+    // The nodes have stopped; what they left in Redis goes, and the
+    // database goes when `database` is dropped.
+    match tokio::task::block_in_place(|| nodes::redis_delete_prefix(&redis.url, &redis.prefix)) {
+        Ok(keys) => println!("  deleted {keys} Redis keys under {}", redis.prefix),
+        Err(err) => eprintln!(
+            "warning: could not delete Redis keys {}*: {err}",
+            redis.prefix
+        ),
+    }
+    drop(database);
+    match outcome {
+        Ok(mut measured) => {
+            measured.env = config.env();
+            NodesOutcome::Measured(Box::new(measured))
+        }
+        Err(err) => NodesOutcome::Failed(err),
+    }
+}
+
+/// Log in on C, check the token on D, log out on C, poll D until it
+/// answers 401: `settings.logout_rounds` times, one after another.
+async fn measure_logouts(
+    settings: &Settings,
+    config: &ServerConfig,
+    prefix: &str,
+) -> Result<LogoutPropagation, String> {
+    // One after the other: C runs the migrations of the empty database.
+    let c = Server::start(config)?;
+    let d = Server::start(config)?;
+    println!(
+        "  node C on {} (pid {}), node D on {} (pid {}), Redis prefix {:?}",
+        c.addr,
+        c.pid(),
+        d.addr,
+        d.pid(),
+        config.redis.as_ref().map_or("", |r| r.prefix.as_str())
+    );
+    let username = format!("{prefix}-n0");
+    let credentials = json!({"username": username, "password": PASSWORD});
+    call(
+        &mut Conn::new(c.addr),
+        &http::post_json("/auth/signup", None, &credentials),
+        "signup on C",
+    )
+    .await?;
+    // A diagnostic first: phase 5's refresh run, on PostgreSQL.
+    let refresh = phase_refresh(
+        settings,
+        &c,
+        std::slice::from_ref(&username),
+        "POST /auth/refresh on node C",
+    )
+    .await?;
+    // Opened now: a connection left idle through the run above would have
+    // been closed by the server's keep-alive timeout.
+    let mut on_c = Conn::new(c.addr);
+    let mut on_d = Conn::new(d.addr);
+    let login = login_request(&username);
+    let mut result = LogoutPropagation {
+        refresh,
+        rounds: settings.logout_rounds,
+        delays: Vec::with_capacity(settings.logout_rounds),
+        polls: Vec::with_capacity(settings.logout_rounds),
+        not_propagated: 0,
+        errors: 0,
+        first_error: None,
+        accepted_by_c_after_logout: 0,
+        poll_interval: settings.poll_interval,
+        poll_deadline: settings.poll_deadline,
+        server_warnings: 0,
+        env: Vec::new(),
+    };
+    for round in 0..settings.logout_rounds {
+        // Setup, not timed: a session on C whose token D accepts.
+        let token = access_token(&call(&mut on_c, &login, "login on C").await?)?;
+        let probe = http::get("/protected/basic", Some(&token));
+        expect_success(&mut on_d, &probe, "the new token on D").await?;
+
+        let logout = on_c
+            .send(&http::post("/auth/logout", Some(&token)))
+            .await
+            .map_err(|e| format!("logout on C: {e}"))?;
+        let ended = Instant::now();
+        if logout.status != 204 {
+            return Err(logout.unexpected(&format!("round {round}: logout on C")));
+        }
+        let mut polls = 0u32;
+        loop {
+            polls += 1;
+            let answer = on_d
+                .send(&probe)
+                .await
+                .map_err(|e| format!("poll on D: {e}"))?;
+            match answer.status {
+                401 => {
+                    result.delays.push(ended.elapsed());
+                    let code = answer
+                        .json()
+                        .ok()
+                        .and_then(|v| v["code"].as_str().map(str::to_owned));
+                    if code.as_deref() != Some("invalid_token") {
+                        result.error(answer.unexpected("D's 401 is not invalid_token"));
+                    }
+                    break;
+                }
+                200 if ended.elapsed() >= settings.poll_deadline => {
+                    result.not_propagated += 1;
+                    result.error(format!(
+                        "round {round}: D still accepted the token {:?} after the logout",
+                        settings.poll_deadline
+                    ));
+                    break;
+                }
+                200 => tokio::time::sleep(settings.poll_interval).await,
+                _ => return Err(answer.unexpected(&format!("round {round}: poll on D"))),
+            }
+        }
+        result.polls.push(polls);
+        // The node that ended the session must refuse it at once (checked
+        // after D's answer, so as not to delay the first poll).
+        let on_ending_node = on_c
+            .send(&probe)
+            .await
+            .map_err(|e| format!("check on C: {e}"))?;
+        if on_ending_node.status != 401 {
+            result.accepted_by_c_after_logout += 1;
+            result.error(on_ending_node.unexpected("C after its own logout"));
+        }
+    }
+    result.server_warnings = c.warnings().0 + d.warnings().0;
+    check_alive(c)?;
+    check_alive(d)?;
     Ok(result)
 }

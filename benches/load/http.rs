@@ -47,13 +47,20 @@ pub fn post_json(path: &str, bearer: Option<&str>, body: &serde_json::Value) -> 
     build("POST", path, bearer, Some(body.to_string().as_bytes()))
 }
 
+/// `POST path` with no body and an optional bearer token.
+pub fn post(path: &str, bearer: Option<&str>) -> Vec<u8> {
+    build("POST", path, bearer, Some(&[]))
+}
+
 fn build(method: &str, path: &str, bearer: Option<&str>, body: Option<&[u8]>) -> Vec<u8> {
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\n");
     if let Some(token) = bearer {
         head.push_str(&format!("Authorization: Bearer {token}\r\n"));
     }
     if let Some(body) = body {
-        head.push_str("Content-Type: application/json\r\n");
+        if !body.is_empty() {
+            head.push_str("Content-Type: application/json\r\n");
+        }
         head.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     head.push_str("\r\n");

@@ -11,6 +11,8 @@ use crate::driver::LoadResult;
 pub const GUARDED_RATIO_TARGET: f64 = 0.70;
 pub const LOGIN_RATIO_TARGET: f64 = 0.90;
 pub const P99_RATIO_TARGET: f64 = 2.0;
+/// The slowest logout seen by the other node must take less than this.
+pub const LOGOUT_PROPAGATION_TARGET: Duration = Duration::from_secs(1);
 /// The second challenge flood may grow RSS by at most this much...
 pub const FLOOD_GROWTH_SLACK_KIB: u64 = 4 * 1024;
 /// ...or by this fraction of what the first flood grew it, whichever is more.
@@ -88,7 +90,7 @@ pub struct MemorySample {
     pub rss_kib: Option<u64>,
 }
 
-/// Phase 5 on its own server: RSS around two equal challenge floods.
+/// Phase 6 on its own server: RSS around two equal challenge floods.
 pub struct ChallengeFloods {
     pub capacity: u64,
     pub users_per_flood: usize,
@@ -115,19 +117,123 @@ impl ChallengeFloods {
     }
 }
 
+/// Phase 7 on two nodes: how long after a logout on one the other refuses
+/// the session's token.
+pub struct LogoutPropagation {
+    pub rounds: usize,
+    /// From the logout's 204 on C to D's first 401, per round that got one.
+    pub delays: Vec<Duration>,
+    /// Requests D answered per round (the last one being the 401).
+    pub polls: Vec<u32>,
+    /// Rounds in which D still accepted the token at the deadline.
+    pub not_propagated: usize,
+    /// Unexpected answers (a 401 that is not `invalid_token`, a token C
+    /// still accepted after its own logout, a missed deadline).
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub accepted_by_c_after_logout: usize,
+    pub poll_interval: Duration,
+    pub poll_deadline: Duration,
+    /// Warnings and errors nodes C and D logged.
+    pub server_warnings: u64,
+    /// The nodes' environment (both the same).
+    pub env: Vec<(&'static str, String)>,
+    /// Diagnostic: phase 5's refresh run on node C (PostgreSQL).
+    pub refresh: LoadResult,
+}
+
+impl LogoutPropagation {
+    pub fn error(&mut self, message: String) {
+        self.errors += 1;
+        self.first_error.get_or_insert(message);
+    }
+
+    fn sorted(&self) -> Vec<Duration> {
+        let mut delays = self.delays.clone();
+        delays.sort();
+        delays
+    }
+
+    /// The delay at quantile `q` (nearest rank), when any was measured.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let sorted = self.sorted();
+        let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+        sorted.get(rank - 1).copied()
+    }
+
+    pub fn max(&self) -> Option<Duration> {
+        self.sorted().last().copied()
+    }
+
+    /// Rounds whose very first poll already got the 401.
+    pub fn first_poll_refusals(&self) -> usize {
+        self.polls.iter().filter(|&&p| p == 1).count()
+    }
+
+    pub fn met(&self) -> bool {
+        self.not_propagated == 0
+            && self.delays.len() == self.rounds
+            && self
+                .max()
+                .is_some_and(|max| max < LOGOUT_PROPAGATION_TARGET)
+    }
+
+    /// One line for the console.
+    pub fn summary(&self) -> String {
+        let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0);
+        let mut line = format!(
+            "logout on C -> first 401 on D: {} rounds, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, \
+             first poll refused in {}, not propagated {}, errors {}",
+            self.rounds,
+            ms(self.quantile(0.5)),
+            ms(self.quantile(0.99)),
+            ms(self.max()),
+            self.first_poll_refusals(),
+            self.not_propagated,
+            self.errors
+        );
+        if let Some(err) = &self.first_error {
+            line.push_str(&format!(" (first: {err})"));
+        }
+        line
+    }
+}
+
+/// Phase 7's outcome: it needs services the machine may not have.
+pub enum NodesOutcome {
+    Measured(Box<LogoutPropagation>),
+    /// PostgreSQL or Redis not reachable (or the phase disabled): why.
+    Skipped(String),
+    /// The nodes ran but the phase could not complete: why.
+    Failed(String),
+}
+
+impl NodesOutcome {
+    pub fn measured(&self) -> Option<&LogoutPropagation> {
+        match self {
+            NodesOutcome::Measured(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 /// Everything one run measured.
 pub struct Results {
     pub bare: LoadResult,
     /// Diagnostic: the bare route sent the guarded request's Authorization header.
     pub bare_with_header: LoadResult,
     pub guarded: LoadResult,
+    /// The `sid` claim of the token the guarded runs send.
+    pub guarded_sid: String,
     pub hash: HashTiming,
     pub login: LoadResult,
     pub idle: LoadResult,
     pub under_flood: LoadResult,
     pub flood_logins: LoadResult,
     pub ceremonies: LoadResult,
+    pub refresh: LoadResult,
     pub challenge: ChallengeFloods,
+    pub logout: NodesOutcome,
     pub memory: Vec<MemorySample>,
     pub peak_rss_kib: Option<u64>,
     pub server_warnings: (u64, Vec<String>),
@@ -156,11 +262,16 @@ impl Results {
             &self.under_flood,
             &self.flood_logins,
             &self.ceremonies,
+            &self.refresh,
         ]
         .into_iter()
         .chain(&self.challenge.floods)
         .map(|r| r.errors)
-        .sum()
+        .sum::<u64>()
+            + self
+                .logout
+                .measured()
+                .map_or(0, |m| m.errors + m.refresh.errors)
     }
 }
 
@@ -238,7 +349,7 @@ pub fn results_table(r: &Results) -> String {
     );
     let _ = writeln!(
         t,
-        "| 1 | guarded `GET /protected/full` (full token) | {} | {} | guarded / bare = **{:.2}**{} | ≥ {GUARDED_RATIO_TARGET:.2} | {} |",
+        "| 1 | guarded `GET /protected/full` (full token with `sid`: session check on) | {} | {} | guarded / bare = **{:.2}**{} | ≥ {GUARDED_RATIO_TARGET:.2} | {} |",
         r.guarded.concurrency,
         load_cells(&r.guarded, "req"),
         r.guarded_ratio(),
@@ -289,6 +400,13 @@ pub fn results_table(r: &Results) -> String {
         load_cells(&r.ceremonies, "ceremony"),
         r.ceremonies.rate() / r.login.rate()
     );
+    let _ = writeln!(
+        t,
+        "| 5 | `POST /auth/refresh` (rotation; each connection its own session) | {} | {} | refresh / login = {:.1} | none set | |",
+        r.refresh.concurrency,
+        load_cells(&r.refresh, "refresh"),
+        r.refresh.rate() / r.login.rate()
+    );
     for (i, flood) in r.challenge.floods.iter().enumerate() {
         let last = i + 1 == r.challenge.floods.len();
         let ratio = match (last, r.challenge.growth()) {
@@ -305,7 +423,7 @@ pub fn results_table(r: &Results) -> String {
         };
         let _ = writeln!(
             t,
-            "| 5 | challenge flood {}: {} × `GET /passkeys/register/options` over {} users | {} | {} | {ratio} | {target} | {met} |",
+            "| 6 | challenge flood {}: {} × `GET /passkeys/register/options` over {} users | {} | {} | {ratio} | {target} | {met} |",
             i + 1,
             flood.ok + flood.errors,
             r.challenge.users_per_flood,
@@ -313,7 +431,57 @@ pub fn results_table(r: &Results) -> String {
             load_cells(flood, "req"),
         );
     }
+    let target = format!("max < {:.0} s", LOGOUT_PROPAGATION_TARGET.as_secs_f64());
+    if let Some(m) = r.logout.measured() {
+        let _ = writeln!(
+            t,
+            "| 7 | diagnostic: phase 5's `POST /auth/refresh` on node C (PostgreSQL) | {} | {} | refresh PostgreSQL / SQLite = {:.2} | | |",
+            m.refresh.concurrency,
+            load_cells(&m.refresh, "refresh"),
+            m.refresh.rate() / r.refresh.rate()
+        );
+    }
+    let _ = match &r.logout {
+        NodesOutcome::Measured(m) => writeln!(
+            t,
+            "| 7 | logout on node C → first 401 on node D (`GET /protected/basic`), {} sessions | 1 | {} logouts | {} | {} | | {} | max = **{}** (first poll already refused: {} of {}) | {target} | {} |",
+            m.rounds,
+            m.delays.len(),
+            ms_cell(m.quantile(0.5)),
+            ms_cell(m.quantile(0.99)),
+            m.errors,
+            ms_text(m.max()),
+            m.first_poll_refusals(),
+            m.polls.len(),
+            verdict(m.met())
+        ),
+        NodesOutcome::Skipped(why) => writeln!(
+            t,
+            "| 7 | logout propagation between two nodes | | skipped: {} | | | | | | {target} | skipped |",
+            cell(why)
+        ),
+        NodesOutcome::Failed(why) => writeln!(
+            t,
+            "| 7 | logout propagation between two nodes | | failed: {} | | | | | | {target} | NOT met |",
+            cell(why)
+        ),
+    };
     t
+}
+
+/// Text that fits in one table cell.
+fn cell(text: &str) -> String {
+    text.replace('|', "/").replace(['\n', '\r'], " ")
+}
+
+fn ms_cell(d: Option<Duration>) -> String {
+    d.map_or("n/a".into(), |d| format!("{:.2}", d.as_secs_f64() * 1000.0))
+}
+
+fn ms_text(d: Option<Duration>) -> String {
+    d.map_or("n/a".into(), |d| {
+        format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    })
 }
 
 /// The resident-memory table (markdown).
@@ -351,6 +519,7 @@ fn interpretation(r: &Results, machine: &Machine) -> String {
         r.ceremonies.p99_ms(),
         r.ceremonies.rate() / r.login.rate()
     );
+    let _ = writeln!(s, "{}", refresh_reading(r));
     if let Some(reading) = server_memory_reading(r) {
         let _ = writeln!(s, "{reading}");
     }
@@ -374,27 +543,198 @@ fn interpretation(r: &Results, machine: &Machine) -> String {
         _ => "RSS could not be read (no /proc?).".into(),
     };
     let _ = writeln!(s, "- **Challenge flood.** {memory}");
-    let (warnings, _) = &r.server_warnings;
+    let _ = writeln!(s, "{}", logout_reading(r));
+    let (warnings, last) = &r.server_warnings;
+    let last = last
+        .iter()
+        .rev()
+        .find(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .map_or(String::new(), |line| {
+            format!(
+                " Server A's last one: `{}`.",
+                line.chars().take(240).collect::<String>()
+            )
+        });
     let _ = writeln!(
         s,
         "- Failed requests across all phases: {}; warnings/errors logged by server A: \
-         {warnings}, by server B: {}.",
+         {warnings}, by server B: {}, by nodes C and D: {}.{last}",
         r.total_errors(),
-        r.challenge.server_warnings
+        r.challenge.server_warnings,
+        r.logout
+            .measured()
+            .map_or("n/a".into(), |m| m.server_warnings.to_string())
     );
+    s
+}
+
+fn refresh_reading(r: &Results) -> String {
+    let f = &r.refresh;
+    let cost = f.server_us_per_op().map_or(String::new(), |us| {
+        format!(
+            " Each refresh cost the server {:.0} µs of CPU ({:.0}× a guarded request).",
+            us,
+            r.guarded
+                .server_us_per_op()
+                .map_or(f64::NAN, |guarded| us / guarded)
+        )
+    });
+    format!(
+        "- **Refresh.** {:.0} refreshes/s ({} connections, each rotating its own session's \
+         token, so no two requests ever present the same one; p50 {:.2} ms, p99 {:.2} ms, \
+         {} errors). A refresh is a database round trip, not a hash: the presented token's \
+         SHA-256 is looked up and swapped for the next one with a compare-and-set in one \
+         transaction, the user is read and a new access token signed; {:.0}× the rate of \
+         password logins.{cost} No target was set for refreshes.{failures}",
+        f.rate(),
+        f.concurrency,
+        f.p50_ms(),
+        f.p99_ms(),
+        f.errors,
+        f.rate() / r.login.rate(),
+        failures = refresh_failures(f) + &refresh_cause(r),
+    ) + &r.logout.measured().map_or(String::new(), |m| {
+        let p = &m.refresh;
+        format!(
+            " The same run on node C, on PostgreSQL (phase 7): {:.0} refreshes/s, p50 {:.2} \
+             ms, p99 {:.2} ms, {} errors.{}",
+            p.rate(),
+            p.p50_ms(),
+            p.p99_ms(),
+            p.errors,
+            refresh_failures(p)
+        )
+    })
+}
+
+/// Failed refreshes, if any: a finding, not noise.
+fn refresh_failures(f: &LoadResult) -> String {
+    if f.errors == 0 {
+        return String::new();
+    }
+    format!(
+        " **{} of {} refreshes in the window failed ({:.1}%)**; the first: {}.",
+        f.errors,
+        f.ok + f.errors,
+        100.0 * f.errors as f64 / (f.ok + f.errors).max(1) as f64,
+        f.first_error.as_deref().map_or("?".into(), short_error)
+    )
+}
+
+/// `what: HTTP 500 {problem json}` as `what: HTTP 500 `code``.
+fn short_error(err: &str) -> String {
+    let Some((head, body)) = err.split_once(" {") else {
+        return format!("`{}`", err.chars().take(160).collect::<String>());
+    };
+    let code = body
+        .split("\"code\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next());
+    match code {
+        Some(code) => format!("{head} `{code}`"),
+        None => format!("`{}`", err.chars().take(160).collect::<String>()),
+    }
+}
+
+/// What server A logged for failed refreshes, when it is the SQLite lock.
+fn refresh_cause(r: &Results) -> String {
+    let locked = r
+        .server_warnings
+        .1
+        .iter()
+        .any(|line| line.contains("database is locked"));
+    if r.refresh.errors == 0 || !locked {
+        return String::new();
+    }
+    " Server A logged `database is locked` for them: a rotation reads the token and then \
+     writes in one transaction, and SQLite refuses at once (without waiting out \
+     `busy_timeout`) a transaction that began by reading and must then write after another \
+     connection has written, so concurrent refreshes of different sessions fail each other; a \
+     transaction that takes the write lock at its start (`BEGIN IMMEDIATE`) would wait instead."
+        .into()
+}
+
+fn logout_reading(r: &Results) -> String {
+    let target = LOGOUT_PROPAGATION_TARGET.as_secs_f64();
+    let m = match &r.logout {
+        NodesOutcome::Measured(m) => m,
+        NodesOutcome::Skipped(why) => {
+            return format!(
+                "- **Logout propagation.** Not measured, skipped: {why}. The phase needs \
+                 PostgreSQL and Redis (`BENCH_PG_ADMIN_URL`, `BENCH_REDIS_URL`); its target \
+                 (max < {target:.0} s) is left out of the count of targets."
+            )
+        }
+        NodesOutcome::Failed(why) => {
+            return format!(
+                "- **Logout propagation.** The phase failed: {why}. Target (max < {target:.0} \
+                 s): NOT met."
+            )
+        }
+    };
+    let mut s = format!(
+        "- **Logout propagation.** Over {} logouts on node C, node D first answered 401 \
+         `invalid_token` to the session's access token a median {} and at most {} after C's \
+         204 (p99 {}; target max < {target:.0} s: {}). D was polled on one keep-alive \
+         connection, the first request as soon as the 204 arrived, then with a {:.0} ms \
+         pause between requests, so a figure is the time to the response of the first \
+         refused poll.",
+        m.rounds,
+        ms_text(m.quantile(0.5)),
+        ms_text(m.max()),
+        ms_text(m.quantile(0.99)),
+        verdict(m.met()),
+        m.poll_interval.as_secs_f64() * 1000.0,
+    );
+    let first = m.first_poll_refusals();
+    if first * 2 >= m.polls.len() && !m.polls.is_empty() {
+        s.push_str(&format!(
+            " In {first} of {} rounds the very first poll was already refused: C publishes the ending on Redis before it answers, and D's \
+             listener adds it to memory within about one request's round trip, far ahead of \
+             the database re-read every 5 s that backs it up.",
+            m.polls.len()
+        ));
+    } else {
+        s.push_str(&format!(
+            " Only {first} of {} rounds were refused at the first poll: D learns of an ending \
+             some milliseconds after C answers.",
+            m.polls.len()
+        ));
+    }
+    if m.accepted_by_c_after_logout > 0 {
+        s.push_str(&format!(
+            " C itself still accepted the token after its own logout in {} rounds.",
+            m.accepted_by_c_after_logout
+        ));
+    }
+    if m.not_propagated > 0 {
+        s.push_str(&format!(
+            " In {} rounds D still accepted the token {:.0} s after the logout.",
+            m.not_propagated,
+            m.poll_deadline.as_secs_f64()
+        ));
+    }
+    if let Some(err) = &m.first_error {
+        s.push_str(&format!(" First unexpected answer: {err}."));
+    }
     s
 }
 
 fn guarded_reading(r: &Results, machine: &Machine) -> String {
     let mut s = format!(
         "- **Guarded vs bare.** `/protected/full` served {:.0} req/s against {:.0} for \
-         `/healthz`: **{:.2}** (target ≥ {GUARDED_RATIO_TARGET:.2}: {}); p99 {:.2} vs {:.2} ms.",
+         `/healthz`: **{:.2}** (target ≥ {GUARDED_RATIO_TARGET:.2}: {}); p99 {:.2} vs {:.2} ms. \
+         The session check is on this path, as on every guarded route: the token carries \
+         `sid` {} (the session its password login started; the passkey step-up kept it), \
+         and every request looks it up among the ended sessions in memory before the level \
+         check.",
         r.guarded.rate(),
         r.bare.rate(),
         r.guarded_ratio(),
         verdict(r.guarded_ratio() >= GUARDED_RATIO_TARGET),
         r.guarded.p99_ms(),
         r.bare.p99_ms(),
+        r.guarded_sid,
     );
     let costs = (
         r.guarded.server_us_per_op(),
@@ -405,7 +745,7 @@ fn guarded_reading(r: &Results, machine: &Machine) -> String {
         s.push_str(&format!(
             " In the server's own CPU time a guarded request costs {guarded:.1} µs against \
              {bare:.1} µs (×{:.2}); `/healthz` sent the same `Authorization` header costs \
-             {header:.1} µs, so the difference is the token check and the handler, not the \
+             {header:.1} µs, so the difference is the token and session checks and the handler, not the \
              request's size. The load generator, on the same {} cores, spends the same per \
              request on both routes, which dilutes the difference: with the server alone on \
              its cores the throughput ratio would tend towards {:.2}.",
@@ -573,9 +913,13 @@ pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
         s,
         "Environment knobs: `BENCH_SECONDS` (measured seconds per run, default 5), \
          `BENCH_CONNECTIONS` (phase 1 concurrency, default 64), `BENCH_FLOOD` (requests per \
-         challenge flood, default 100000), `BENCH_SERVER_BIN` (test another binary), \
-         `BENCH_DATABASE_URL` (a PostgreSQL URL instead of a fresh SQLite file), \
-         `BENCH_REPORT` (write this report elsewhere, e.g. for a quick trial run).\n"
+         challenge flood, default 100000), `BENCH_LOGOUTS` (phase 7 rounds, default 100), \
+         `BENCH_SERVER_BIN` (test another binary), `BENCH_DATABASE_URL` (a PostgreSQL URL \
+         instead of a fresh SQLite file for servers A and B), `BENCH_PG_ADMIN_URL` (where \
+         phase 7 creates its fresh database, default `postgres://postgres@127.0.0.1:5432`), \
+         `BENCH_REDIS_URL` (phase 7's Redis, default `redis://127.0.0.1:6379`; set either \
+         empty to skip phase 7), `BENCH_REPORT` (write this report elsewhere, e.g. for a quick \
+         trial run).\n"
     );
     let _ = writeln!(s, "## Run\n");
     let _ = writeln!(s, "- date: {}", run.date);
@@ -600,13 +944,31 @@ pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
         .iter()
         .map(|(k, v)| format!("`{k}={v}`"))
         .collect();
-    let _ = writeln!(s, "- server A (phases 1–4): {}", env.join(", "));
+    let _ = writeln!(s, "- server A (phases 1–5): {}", env.join(", "));
     let _ = writeln!(
         s,
-        "- server B (phase 5): the same, on the same database, with \
-         `CHALLENGE_CACHE_CAPACITY={}`\n",
+        "- server B (phase 6): the same, on the same database, with \
+         `CHALLENGE_CACHE_CAPACITY={}`",
         r.challenge.capacity
     );
+    let _ = match &r.logout {
+        NodesOutcome::Measured(m) => {
+            let differs: Vec<String> = m
+                .env
+                .iter()
+                .filter(|(k, v)| !run.server_env.iter().any(|(k2, v2)| k == k2 && v == v2))
+                .map(|(k, v)| format!("`{k}={v}`"))
+                .collect();
+            writeln!(
+                s,
+                "- nodes C and D (phase 7): two processes like A, both with {} (a database \
+                 created for the run and dropped after it, and a key prefix of its own)\n",
+                differs.join(", ")
+            )
+        }
+        NodesOutcome::Skipped(why) => writeln!(s, "- nodes C and D (phase 7): skipped: {why}\n"),
+        NodesOutcome::Failed(why) => writeln!(s, "- nodes C and D (phase 7): failed: {why}\n"),
+    };
     let _ = writeln!(
         s,
         "**Caveat: the server and the load generator share the {} cores.** Every cycle the \
@@ -668,43 +1030,91 @@ pub fn targets_line(r: &Results) -> String {
         ),
         ("memory bounded", r.challenge.bounded().unwrap_or(false)),
     ];
+    let logout = (
+        "logout seen by the other node < 1 s (max)",
+        match &r.logout {
+            NodesOutcome::Measured(m) => Some(m.met()),
+            NodesOutcome::Failed(_) => Some(false),
+            NodesOutcome::Skipped(_) => None,
+        },
+    );
+    let checks: Vec<(&str, bool)> = checks
+        .into_iter()
+        .chain(logout.1.map(|met| (logout.0, met)))
+        .collect();
     let met = checks.iter().filter(|(_, ok)| *ok).count();
-    let list: Vec<String> = checks
+    let mut list: Vec<String> = checks
         .iter()
         .map(|(name, ok)| format!("{name}: {}", verdict(*ok)))
         .collect();
+    if logout.1.is_none() {
+        list.push(format!("{}: skipped, not counted", logout.0));
+    }
+    list.push("refreshes/s: no target set".into());
     format!("{met} of {} met ({})", checks.len(), list.join("; "))
 }
 
 /// What each phase does, with this run's concurrencies.
 fn phases(r: &Results) -> String {
+    let nodes = match &r.logout {
+        NodesOutcome::Measured(m) => format!(
+            "{} rounds, polling with a {:.0} ms pause, giving up on a round after {:.0} s",
+            m.rounds,
+            m.poll_interval.as_secs_f64() * 1000.0,
+            m.poll_deadline.as_secs_f64()
+        ),
+        NodesOutcome::Skipped(_) => "skipped in this run".into(),
+        NodesOutcome::Failed(_) => "failed in this run".into(),
+    };
     format!(
         "\
-1. **Guarded vs bare.** Setup (not timed): users sign up, log in, register a passkey with a \
-software P-256 authenticator and verify it, which yields an honest full-level token. Then {bare} \
+1. **Guarded vs bare.** Setup (not timed): users sign up, log in (which starts a session), \
+register a passkey with a software P-256 authenticator and verify it, which yields an honest \
+full-level token of the same session (its `sid` claim is checked). Then {bare} \
 connections hammer `GET /healthz` (no auth, no database), the same with the guarded request's \
 `Authorization` header (a diagnostic: request size without token check), and \
-`GET /protected/full` with that token (JWT signature, `iss`/`aud`/`exp`, level check; no \
-database either), in three alternating rounds whose results are summed. The server's CPU time \
-per request comes from `/proc/PID/stat` around each run (warm-up included on both sides).
+`GET /protected/full` with that token (JWT signature — or the server's cache of verified \
+tokens —, `iss`/`aud`/`exp`, the session check, an in-memory lookup of the `sid` among ended \
+sessions, and the level check; no database either), in three alternating rounds whose results \
+are summed. The server's CPU time per request comes from `/proc/PID/stat` around each run \
+(warm-up included on both sides).
 2. **Login vs the argon2 ceiling.** The benchmark times {samples} single-threaded argon2id hashes \
 with the server's parameters (`services::passwords::OWASP_*`); ceiling = cores / median hash time \
 (timed before and after the login run). \
 Then {login} connections post valid logins (`POST /auth/login`, one user; rate limits and \
-lockout off).
+lockout off); every login starts a session.
 3. **Guarded p99 during a login flood.** {idle} connections on the guarded route alone, then the \
 same {idle} again while {flood} other connections flood `POST /auth/login`; both generators run \
 at once.
 4. **Passkey ceremonies.** {ceremony} workers, each with its own user and authenticator, loop on \
 `GET /passkeys/authenticate/options` → sign the challenge (counter + 1) → \
 `POST /passkeys/authenticate/verify` → expect 200.
-5. **Challenge flood.** A second server (B) on the same database with a small challenge \
+5. **Refresh.** Setup (not timed): {refresh} password logins (`POST /auth/login`) over the \
+enrolled users start {refresh} sessions, one per connection. Then each connection loops on \
+`POST /auth/refresh` with its session's current refresh token and keeps the new one from the \
+answer (which must also carry an access token), so each session's rotation is strictly \
+sequential and never races. A failed refresh counts as an error; after a 5xx or a lost \
+connection the next one presents the same token again (a rolled-back rotation left it valid; \
+a rotation whose answer was lost is refused within the reuse grace, ending nothing), and only \
+a refused token (401) starts a new session with a login, at that operation's cost.
+6. **Challenge flood.** A second server (B) on the same database with a small challenge \
 capacity. Users are inserted directly into `users` (one shared precomputed argon2id hash) and \
-their password-level tokens minted with the server's secret, since signing up tens of \
+their password-level tokens minted with the server's secret (the claims the server issues, \
+`sid` included: a random session id, which is not an ended one), since signing up tens of \
 thousands of users would take minutes of hashing. Then two equal floods, each spread over its \
 own set of users, each request storing a registration challenge under a (user, ceremony) key; \
 RSS is read from `/proc/PID/status` before and after each. Bounded means: the second flood \
 grows RSS by at most max(4 MiB, 25% of what the first flood grew it).
+7. **Logout propagation.** Two more servers, nodes C and D, on a PostgreSQL database created \
+for the run and one Redis with a key prefix of the run's own (with `REDIS_URL` set, a node that \
+ends a session publishes it on `PREFIXsessions:ended` and every node adds it to its memory; \
+each also re-reads endings from the database every 5 s). One user signs up on C; first, as a \
+diagnostic, phase 5's refresh run on C ({refresh} sessions of that user, on PostgreSQL); then, \
+one round after another: log in on C and check the token on D (`GET /protected/basic`, 200; \
+setup, not timed), `POST /auth/logout` on C (204), then poll D with that token on \
+`GET /protected/basic` until it answers 401 `invalid_token`; the figure is the time from C's \
+204 to D's first 401. After each round C is asked too (it must refuse at once). {nodes}. \
+Skipped, with the reason in this report, when PostgreSQL or Redis cannot be reached.
 
 Server A's RSS is read at start (before any request), after setup and after each phase.",
         bare = r.bare.concurrency,
@@ -713,5 +1123,6 @@ Server A's RSS is read at start (before any request), after setup and after each
         idle = r.idle.concurrency,
         flood = r.flood_logins.concurrency,
         ceremony = r.ceremonies.concurrency,
+        refresh = r.refresh.concurrency,
     )
 }

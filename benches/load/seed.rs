@@ -134,6 +134,7 @@ pub fn password_token(user: &SeedUser, key: &EncodingKey) -> Result<String, Stri
         "iss": "passkey-auth",
         "aud": "passkey-auth",
         "jti": Uuid::new_v4().to_string(),
+        "sid": Uuid::new_v4().to_string(),
     });
     encode(&Header::new(Algorithm::HS256), &claims, key).map_err(|e| e.to_string())
 }

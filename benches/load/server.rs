@@ -39,18 +39,28 @@ impl DbTarget {
     }
 }
 
+/// The Redis the nodes of a multi-node phase share.
+#[derive(Debug, Clone)]
+pub struct RedisTarget {
+    pub url: String,
+    /// `REDIS_KEY_PREFIX`, unique per run (keys and the pub/sub channel).
+    pub prefix: String,
+}
+
 /// Everything that varies between benchmark configurations.
 pub struct ServerConfig {
     pub binary: PathBuf,
     pub workdir: PathBuf,
     pub db: DbTarget,
     pub challenge_capacity: u64,
+    /// `REDIS_URL` and `REDIS_KEY_PREFIX`, for servers that run as nodes.
+    pub redis: Option<RedisTarget>,
 }
 
 impl ServerConfig {
     /// The environment the server runs with (also printed in the report).
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("BIND_ADDR", "127.0.0.1:0".into()),
             ("DATABASE_URL", self.db.url()),
             ("JWT_SECRET", JWT_SECRET.into()),
@@ -66,7 +76,12 @@ impl ServerConfig {
             // The access log at info would dominate the cost of small
             // requests; the start-up lines (the address) are still printed.
             ("RUST_LOG", "warn,passkey_auth=info".into()),
-        ]
+        ];
+        if let Some(redis) = &self.redis {
+            env.push(("REDIS_URL", redis.url.clone()));
+            env.push(("REDIS_KEY_PREFIX", redis.prefix.clone()));
+        }
+        env
     }
 }
 
