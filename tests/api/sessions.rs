@@ -22,6 +22,7 @@ on_both_backends!(
     one_session_or_all_others_can_be_ended,
     password_change_recovery_and_deletion_end_sessions,
     malformed_refresh_bodies_are_400_and_unknown_tokens_401,
+    the_cleanup_deletes_finished_sessions_and_keeps_live_ones,
 );
 
 async fn login(app: &TestApp, user: &TestUser) -> Value {
@@ -457,4 +458,54 @@ async fn malformed_refresh_bodies_are_400_and_unknown_tokens_401(backend: Backen
     for unknown in ["", "x", &"A".repeat(43), &"é".repeat(300)] {
         assert_refused_refresh(&app, unknown).await;
     }
+}
+
+async fn the_cleanup_deletes_finished_sessions_and_keeps_live_ones(backend: Backend) {
+    use diesel::prelude::*;
+    use passkey_auth::config::DatabaseUrl;
+    use passkey_auth::repositories::{Database, SessionRepository};
+    use passkey_auth::schema::{refresh_tokens, sessions};
+
+    let app = TestApp::spawn_with(backend, &[("REFRESH_TTL_SECS", "3600")]).await;
+    let user = app.new_user().await;
+    let ended = login(&app, &user).await;
+    let res = app
+        .post_json("/auth/logout", &json!({}), Some(&token_of(&ended)))
+        .await;
+    assert_eq!(res.status(), 204);
+    // Unused for longer than REFRESH_TTL_SECS: no longer refreshable (the
+    // first login's session too).
+    let idle = login(&app, &user).await;
+    app.clock.advance(Duration::from_secs(3601));
+    assert_refused_refresh(&app, &refresh_of(&idle)).await;
+    // A live one, rotated once, so it has two refresh tokens stored.
+    let live = login(&app, &user).await;
+    let live = refreshed(&app, &refresh_of(&live)).await;
+
+    // What the background task does, with "finished before now".
+    let url = DatabaseUrl::parse(&app.database_url).unwrap();
+    let pool = actix_web::rt::task::spawn_blocking(move || {
+        passkey_auth::db::connect_and_migrate(&url, 1, Duration::from_secs(5))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let repo = SessionRepository::new(Database::new(pool));
+    let now = chrono::DateTime::from_timestamp(app.clock_secs(), 0).unwrap();
+    let deleted = repo.delete_finished(now.naive_utc()).await.unwrap();
+    assert_eq!(deleted, 3, "the logged-out session and the two idle ones");
+
+    let mut conn = app.db();
+    let left: Vec<String> = sessions::table
+        .select(sessions::id)
+        .load(&mut conn)
+        .unwrap();
+    let live_sid = claims(&token_of(&live))["sid"].as_str().unwrap().to_owned();
+    assert_eq!(left, std::slice::from_ref(&live_sid));
+    let tokens: Vec<String> = refresh_tokens::table
+        .select(refresh_tokens::session_id)
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(tokens, [live_sid.clone(), live_sid]);
+    refreshed(&app, &refresh_of(&live)).await;
 }
