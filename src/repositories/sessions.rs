@@ -121,6 +121,9 @@ pub(super) fn end_on(
     Ok(ended)
 }
 
+/// Finished sessions deleted per transaction.
+const CLEANUP_BATCH: usize = 500;
+
 #[derive(Clone)]
 pub struct SessionRepository {
     db: Database,
@@ -279,22 +282,34 @@ impl SessionRepository {
     /// Deletes sessions (and their refresh tokens) that ended, or could no
     /// longer be refreshed, before `before`; returns how many.
     pub async fn delete_finished(&self, before: NaiveDateTime) -> Result<usize, RepoError> {
+        let mut deleted = 0;
+        loop {
+            let batch = self.delete_finished_batch(before).await?;
+            deleted += batch;
+            if batch < CLEANUP_BATCH {
+                return Ok(deleted);
+            }
+        }
+    }
+
+    /// At most [`CLEANUP_BATCH`] of them: a backlog never becomes one huge
+    /// statement or a long lock. Two statements, no transaction: a session
+    /// that is finished stays finished, and their refresh tokens go with
+    /// them by the foreign key's cascade.
+    async fn delete_finished_batch(&self, before: NaiveDateTime) -> Result<usize, RepoError> {
         self.db
             .run(move |conn| {
-                let ended = sessions::table
+                let ids: Vec<String> = sessions::table
                     .filter(sessions::ended_at.lt(before))
                     .or_filter(sessions::refresh_expires_at.lt(before))
                     .or_filter(sessions::expires_at.lt(before))
-                    .select(sessions::id);
-                let ids: Vec<String> = ended.load(conn)?;
-                conn.transaction(|conn| {
-                    diesel::delete(
-                        refresh_tokens::table.filter(refresh_tokens::session_id.eq_any(&ids)),
-                    )
-                    .execute(conn)?;
-                    diesel::delete(sessions::table.filter(sessions::id.eq_any(&ids))).execute(conn)
-                })
-                .map_err(RepoError::from)
+                    .select(sessions::id)
+                    .limit(CLEANUP_BATCH as i64)
+                    .load(conn)?;
+                Ok(
+                    diesel::delete(sessions::table.filter(sessions::id.eq_any(&ids)))
+                        .execute(conn)?,
+                )
             })
             .await
     }
