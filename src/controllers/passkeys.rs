@@ -45,15 +45,10 @@ pub async fn verify_registration(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
     client: ClientInfo,
-    body: Result<JsonBody<Value>, ApiError>,
+    body: Result<JsonBody<serde_json::Map<String, Value>>, ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     // The body's verdict waits for the guard's (see `auth::change_password`).
-    let JsonBody(body) = body?;
-    let Value::Object(mut fields) = body else {
-        return Err(ApiError::InvalidRequest(
-            "the request body must be a JSON object".into(),
-        ));
-    };
+    let JsonBody(mut fields) = body?;
     let nickname = match fields.remove("nickname") {
         None | Some(Value::Null) => Nickname::default_name(),
         Some(Value::String(raw)) => Nickname::parse(&raw)?,

@@ -5,13 +5,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::dev::Payload;
 use actix_web::http::header::USER_AGENT;
-use actix_web::{web, FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpRequest};
 use futures_util::future::{ready, Ready};
 use ipnet::IpNet;
 
 use crate::domain::ClientInfo;
 use crate::errors::ApiError;
-use crate::state::AppState;
 
 /// Walks `X-Forwarded-For` from the right (the hop nearest to us), skipping
 /// trusted proxies; the first untrusted address is the client. A malformed
@@ -39,9 +38,7 @@ pub fn client_ip<'a>(
 }
 
 fn client_info(req: &HttpRequest) -> Result<ClientInfo, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::internal("AppState missing from the app"))?;
+    let state = super::app_state(req)?;
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |addr| addr.ip());

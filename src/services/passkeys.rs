@@ -273,16 +273,21 @@ impl PasskeyService {
         );
         let caller_full = caller.auth_level == AuthLevel::Full;
         // The first passkey comes with recovery codes, hashed before the
-        // transaction that decides whether it is the first.
-        let mut codes = if self
-            .passkeys
-            .any_for_user(record.user_id.clone())
-            .await
-            .map_err(ServiceError::from)?
-        {
-            None
-        } else {
+        // transaction that decides whether it is the first. The recent guard
+        // admits a password-level token only to an account without passkeys
+        // (it just looked), so only a full-level caller needs the look here.
+        let first_expected = match caller.auth_level {
+            AuthLevel::Password => true,
+            AuthLevel::Full => !self
+                .passkeys
+                .any_for_user(record.user_id.clone())
+                .await
+                .map_err(ServiceError::from)?,
+        };
+        let mut codes = if first_expected {
             Some(self.recovery.new_set(caller.user_id, client).await?)
+        } else {
+            None
         };
         loop {
             let set = codes.as_ref().map(|(set, _)| set.clone());
