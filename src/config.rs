@@ -13,6 +13,8 @@ use secrecy::SecretString;
 use webauthn_rs::prelude::Url;
 
 use crate::services::rate_limit::{LockoutPolicy, RateLimit};
+use crate::services::signing::KeyEncryptionKey;
+use passkey_auth_guard::KeyAlgorithm;
 
 /// Where the data lives, chosen by `DATABASE_URL`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +81,19 @@ pub struct Settings {
     pub database_url: DatabaseUrl,
     pub database_pool_size: u32,
     pub database_pool_timeout: Duration,
-    /// `None` means: generate a random secret at start (tokens do not survive a restart).
-    pub jwt_secret: Option<SecretString>,
+    /// Whether `JWT_SECRET` is set: it no longer signs anything, and the
+    /// server says so at start.
+    pub jwt_secret_set: bool,
+    /// The algorithm of signing keys created from now on
+    /// (`SIGNING_KEY_ALGORITHM`: `EdDSA`, the default, or `ES256`).
+    pub signing_algorithm: KeyAlgorithm,
+    /// Seals private signing keys at rest (`SIGNING_KEY_ENCRYPTION_KEY`).
+    pub signing_key_encryption: Option<KeyEncryptionKey>,
+    /// How long a rotated-in key is published before it signs
+    /// (`KEY_ACTIVATION_DELAY_SECS`).
+    pub key_activation_delay: Duration,
+    /// How often nodes re-read the signing keys (`KEY_POLL_SECS`).
+    pub key_poll_interval: Duration,
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub password_token_ttl: Duration,
@@ -123,10 +136,14 @@ impl fmt::Debug for Settings {
             .field("database_url", &self.database_url.redacted())
             .field("database_pool_size", &self.database_pool_size)
             .field("database_pool_timeout", &self.database_pool_timeout)
+            .field("jwt_secret_set", &self.jwt_secret_set)
+            .field("signing_algorithm", &self.signing_algorithm)
             .field(
-                "jwt_secret",
-                &self.jwt_secret.as_ref().map(|_| "[redacted]"),
+                "signing_key_encryption",
+                &self.signing_key_encryption.as_ref().map(|_| "[redacted]"),
             )
+            .field("key_activation_delay", &self.key_activation_delay)
+            .field("key_poll_interval", &self.key_poll_interval)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("password_token_ttl", &self.password_token_ttl)
@@ -163,9 +180,6 @@ pub struct ConfigError {
     pub message: String,
 }
 
-/// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least 256 bits).
-pub const MIN_JWT_SECRET_LEN: usize = 32;
-
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -185,15 +199,27 @@ impl Settings {
             None => DatabaseUrl::default_sqlite(),
         };
 
-        let jwt_secret = match get("JWT_SECRET") {
-            Some(secret) if secret.len() < MIN_JWT_SECRET_LEN => {
-                return Err(ConfigError {
-                    var: "JWT_SECRET",
-                    message: format!("must be at least {MIN_JWT_SECRET_LEN} bytes long"),
-                })
-            }
-            Some(secret) => Some(SecretString::from(secret)),
+        let signing_algorithm = match get("SIGNING_KEY_ALGORITHM") {
+            None => KeyAlgorithm::EdDSA,
+            Some(raw) => match raw.trim().to_ascii_lowercase().as_str() {
+                "eddsa" | "ed25519" => KeyAlgorithm::EdDSA,
+                "es256" => KeyAlgorithm::ES256,
+                _ => {
+                    return Err(ConfigError {
+                        var: "SIGNING_KEY_ALGORITHM",
+                        message: format!("`{raw}` is not EdDSA or ES256"),
+                    })
+                }
+            },
+        };
+        let signing_key_encryption = match get("SIGNING_KEY_ENCRYPTION_KEY") {
             None => None,
+            Some(raw) => Some(
+                KeyEncryptionKey::parse(&raw).map_err(|message| ConfigError {
+                    var: "SIGNING_KEY_ENCRYPTION_KEY",
+                    message,
+                })?,
+            ),
         };
 
         let rp_origin_raw = get("RP_ORIGIN").unwrap_or_else(|| "http://localhost:3000".into());
@@ -237,7 +263,21 @@ impl Settings {
                 1_500,
                 50..=120_000,
             )?),
-            jwt_secret,
+            jwt_secret_set: get("JWT_SECRET").is_some(),
+            signing_algorithm,
+            signing_key_encryption,
+            key_activation_delay: Duration::from_secs(parse_number(
+                &get,
+                "KEY_ACTIVATION_DELAY_SECS",
+                300,
+                0..=7 * 86_400,
+            )?),
+            key_poll_interval: Duration::from_secs(parse_number(
+                &get,
+                "KEY_POLL_SECS",
+                5,
+                1..=3_600,
+            )?),
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "passkey-auth".into()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "passkey-auth".into()),
             password_token_ttl: Duration::from_secs(parse_number(
@@ -436,7 +476,11 @@ mod tests {
         assert_eq!(s.step_up_max_age, Duration::from_secs(300));
         assert_eq!(s.refresh_ttl, Duration::from_secs(14 * 86_400));
         assert_eq!(s.session_max_age, Duration::from_secs(30 * 86_400));
-        assert!(s.jwt_secret.is_none());
+        assert!(!s.jwt_secret_set);
+        assert_eq!(s.signing_algorithm, KeyAlgorithm::EdDSA);
+        assert!(s.signing_key_encryption.is_none());
+        assert_eq!(s.key_activation_delay, Duration::from_secs(300));
+        assert_eq!(s.key_poll_interval, Duration::from_secs(5));
     }
 
     #[test]
@@ -486,7 +530,10 @@ mod tests {
             ("BIND_ADDR", "3000"),
             ("BIND_ADDR", "localhost:http"),
             ("RP_ORIGIN", "ftp://localhost"),
-            ("JWT_SECRET", "short"),
+            ("SIGNING_KEY_ALGORITHM", "HS256"),
+            ("SIGNING_KEY_ENCRYPTION_KEY", "too short"),
+            ("KEY_ACTIVATION_DELAY_SECS", "soon"),
+            ("KEY_POLL_SECS", "0"),
             ("DATABASE_URL", "mysql://x"),
             ("CORS_ORIGINS", "*"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
@@ -541,8 +588,16 @@ mod tests {
 
     #[test]
     fn debug_output_never_shows_the_secret() {
-        let s = settings(&[("JWT_SECRET", "0123456789abcdef0123456789abcdef-secret")]).unwrap();
-        assert!(!format!("{s:?}").contains("secret\""));
+        let kek = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+        let s = settings(&[
+            ("JWT_SECRET", "0123456789abcdef0123456789abcdef-secret"),
+            ("SIGNING_KEY_ENCRYPTION_KEY", kek),
+            ("SIGNING_KEY_ALGORITHM", "es256"),
+        ])
+        .unwrap();
+        assert!(s.jwt_secret_set);
+        assert_eq!(s.signing_algorithm, KeyAlgorithm::ES256);
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
+        assert!(!format!("{s:?}").contains(kek));
     }
 }

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-
 /// Why a field was refused; the message is shown to clients as `detail`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -154,24 +152,9 @@ impl ClientInfo {
     pub const MAX_USER_AGENT: usize = 256;
 }
 
-/// How strongly the bearer of a token has authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AuthLevel {
-    /// Password login only.
-    Password,
-    /// Password login followed by a passkey verification.
-    Full,
-}
-
-impl AuthLevel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthLevel::Password => "password",
-            AuthLevel::Full => "full",
-        }
-    }
-}
+/// How strongly the bearer of a token has authenticated: the token
+/// format's own type, shared with the guard crate.
+pub use passkey_auth_guard::AuthLevel;
 
 /// How the bearer proved who they are: decides the level a token earns and
 /// its RFC 8176 `amr`.

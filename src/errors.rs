@@ -12,8 +12,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
-use crate::domain::{AuthLevel, FieldError};
+use crate::domain::FieldError;
 use crate::services::ServiceError;
+use passkey_auth_guard::Rejection;
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -23,21 +24,15 @@ pub enum ApiError {
     /// Malformed JSON, wrong types, missing or invalid fields; the detail names the field.
     InvalidRequest(String),
     ChallengeExpired,
-    MissingToken,
-    InvalidToken,
+    /// A guard's refusal: 401 `missing_token`/`invalid_token`, 403
+    /// `passkey_required`/`reauthentication_required`. The guard crate
+    /// holds their words and challenges, so this server and every service
+    /// using the crate answer alike.
+    Guard(Rejection),
     InvalidCredentials,
     PasskeyVerificationFailed,
     InvalidRecoveryCode,
     InvalidRefreshToken,
-    /// The token's level is too low; `max_age` (seconds) is set on recent routes.
-    PasskeyRequired {
-        max_age: Option<u64>,
-    },
-    /// The token's level is right but was verified too long ago for a recent route.
-    ReauthenticationRequired {
-        acr: AuthLevel,
-        max_age: u64,
-    },
     NotFound(&'static str),
     MethodNotAllowed,
     UsernameTaken,
@@ -66,15 +61,11 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) | ApiError::ChallengeExpired => StatusCode::BAD_REQUEST,
-            ApiError::MissingToken
-            | ApiError::InvalidToken
-            | ApiError::InvalidCredentials
+            ApiError::Guard(rejection) => rejection.status(),
+            ApiError::InvalidCredentials
             | ApiError::PasskeyVerificationFailed
             | ApiError::InvalidRecoveryCode
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
-            ApiError::PasskeyRequired { .. } | ApiError::ReauthenticationRequired { .. } => {
-                StatusCode::FORBIDDEN
-            }
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UsernameTaken | ApiError::CredentialExists | ApiError::NoPasskeys => {
@@ -90,16 +81,13 @@ impl ApiError {
     /// The stable machine-readable `code`.
     pub fn code(&self) -> &'static str {
         match self {
+            ApiError::Guard(rejection) => rejection.code(),
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::ChallengeExpired => "challenge_expired",
-            ApiError::MissingToken => "missing_token",
-            ApiError::InvalidToken => "invalid_token",
             ApiError::InvalidCredentials => "invalid_credentials",
             ApiError::PasskeyVerificationFailed => "passkey_verification_failed",
             ApiError::InvalidRecoveryCode => "invalid_recovery_code",
             ApiError::InvalidRefreshToken => "invalid_refresh_token",
-            ApiError::PasskeyRequired { .. } => "passkey_required",
-            ApiError::ReauthenticationRequired { .. } => "reauthentication_required",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::UsernameTaken => "username_taken",
@@ -114,13 +102,10 @@ impl ApiError {
 
     fn detail(&self) -> String {
         match self {
+            ApiError::Guard(rejection) => rejection.detail(),
             ApiError::InvalidRequest(detail) => detail.clone(),
             ApiError::ChallengeExpired => {
                 "no live challenge for this ceremony: request new options and try again".into()
-            }
-            ApiError::MissingToken => "this route needs an Authorization: Bearer token".into(),
-            ApiError::InvalidToken => {
-                "the bearer token is malformed, expired or not issued by this server".into()
             }
             ApiError::InvalidCredentials => "unknown username or wrong password".into(),
             ApiError::PasskeyVerificationFailed => {
@@ -132,17 +117,6 @@ impl ApiError {
             ApiError::InvalidRefreshToken => {
                 "the refresh token is unknown, expired, already used or its session has ended: log in again".into()
             }
-            ApiError::PasskeyRequired { .. } => {
-                "this route needs a passkey verification (authLevel \"full\")".into()
-            }
-            ApiError::ReauthenticationRequired { acr, max_age } => match acr {
-                AuthLevel::Full => format!(
-                    "this route needs a passkey verification made within the last {max_age} s: verify with your passkey again"
-                ),
-                AuthLevel::Password => format!(
-                    "this route needs a password login made within the last {max_age} s: log in again"
-                ),
-            },
             ApiError::NotFound(what) => format!("{what} not found"),
             ApiError::MethodNotAllowed => "this method is not allowed on this path".into(),
             ApiError::UsernameTaken => "this username is already taken".into(),
@@ -163,23 +137,8 @@ impl ApiError {
 
     /// The `WWW-Authenticate` challenge (RFC 6750, and RFC 9470 for step-up).
     fn www_authenticate(&self) -> Option<String> {
-        const STEP_UP: &str = r#"Bearer error="insufficient_user_authentication""#;
         match self {
-            ApiError::MissingToken => Some("Bearer".into()),
-            ApiError::InvalidToken => Some(r#"Bearer error="invalid_token""#.into()),
-            ApiError::PasskeyRequired { max_age } => {
-                let mut challenge = format!(
-                    r#"{STEP_UP}, error_description="passkey verification required", acr_values="full""#
-                );
-                if let Some(max_age) = max_age {
-                    challenge.push_str(&format!(", max_age={max_age}"));
-                }
-                Some(challenge)
-            }
-            ApiError::ReauthenticationRequired { acr, max_age } => Some(format!(
-                r#"{STEP_UP}, error_description="a recent verification is required", acr_values="{}", max_age={max_age}"#,
-                acr.as_str()
-            )),
+            ApiError::Guard(rejection) => rejection.www_authenticate(),
             _ => None,
         }
     }
@@ -236,6 +195,12 @@ impl ResponseError for ApiError {
     }
 }
 
+impl From<Rejection> for ApiError {
+    fn from(rejection: Rejection) -> Self {
+        ApiError::Guard(rejection)
+    }
+}
+
 impl From<FieldError> for ApiError {
     fn from(err: FieldError) -> Self {
         ApiError::InvalidRequest(err.to_string())
@@ -248,7 +213,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid(field) => field.into(),
             ServiceError::UsernameTaken => ApiError::UsernameTaken,
             ServiceError::InvalidCredentials => ApiError::InvalidCredentials,
-            ServiceError::UnknownUser => ApiError::InvalidToken,
+            ServiceError::UnknownUser => Rejection::InvalidToken.into(),
             ServiceError::NoPasskeys => ApiError::NoPasskeys,
             ServiceError::ChallengeExpired => ApiError::ChallengeExpired,
             ServiceError::PasskeyVerificationFailed => ApiError::PasskeyVerificationFailed,
@@ -256,14 +221,16 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidRecoveryCode => ApiError::InvalidRecoveryCode,
             ServiceError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             ServiceError::SessionNotFound => ApiError::NotFound("session"),
-            ServiceError::PasskeyRequired { max_age } => ApiError::PasskeyRequired {
+            ServiceError::PasskeyRequired { max_age } => Rejection::PasskeyRequired {
                 max_age: max_age.map(|d| d.as_secs()),
-            },
+            }
+            .into(),
             ServiceError::ReauthenticationRequired { acr, max_age } => {
-                ApiError::ReauthenticationRequired {
+                Rejection::ReauthenticationRequired {
                     acr,
                     max_age: max_age.as_secs(),
                 }
+                .into()
             }
             ServiceError::PasskeyNotFound => ApiError::NotFound("passkey"),
             ServiceError::RateLimited { retry_after } => ApiError::RateLimited {
@@ -282,6 +249,7 @@ impl From<ServiceError> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::AuthLevel;
     use actix_web::body::MessageBody;
 
     fn body_json(err: ApiError) -> (StatusCode, serde_json::Value, Option<String>) {
@@ -313,26 +281,40 @@ mod tests {
 
     #[test]
     fn bearer_challenges_follow_rfc_6750_and_9470() {
-        assert_eq!(body_json(ApiError::MissingToken).2.unwrap(), "Bearer");
         assert_eq!(
-            body_json(ApiError::InvalidToken).2.unwrap(),
+            body_json(ApiError::Guard(Rejection::MissingToken))
+                .2
+                .unwrap(),
+            "Bearer"
+        );
+        assert_eq!(
+            body_json(ApiError::Guard(Rejection::InvalidToken))
+                .2
+                .unwrap(),
             r#"Bearer error="invalid_token""#
         );
-        let (status, body, www) = body_json(ApiError::PasskeyRequired { max_age: None });
+        let (status, body, www) = body_json(ApiError::Guard(Rejection::PasskeyRequired {
+            max_age: None,
+        }));
         assert_eq!(status, 403);
         assert_eq!(body["code"], "passkey_required");
         assert_eq!(
             www.unwrap(),
             r#"Bearer error="insufficient_user_authentication", error_description="passkey verification required", acr_values="full""#
         );
-        let (_, _, www) = body_json(ApiError::PasskeyRequired { max_age: Some(300) });
+        let (_, _, www) = body_json(ApiError::Guard(Rejection::PasskeyRequired {
+            max_age: Some(300),
+        }));
         assert_eq!(
             www.unwrap(),
             r#"Bearer error="insufficient_user_authentication", error_description="passkey verification required", acr_values="full", max_age=300"#
         );
         for (acr, shown) in [(AuthLevel::Full, "full"), (AuthLevel::Password, "password")] {
             let (status, body, www) =
-                body_json(ApiError::ReauthenticationRequired { acr, max_age: 300 });
+                body_json(ApiError::Guard(Rejection::ReauthenticationRequired {
+                    acr,
+                    max_age: 300,
+                }));
             assert_eq!(status, 403);
             assert_eq!(body["code"], "reauthentication_required");
             assert_eq!(

@@ -4,6 +4,7 @@
 //! (Diesel), with [`guards`] checking bearer tokens. [`startup`] wires them
 //! from one [`config::Settings`].
 
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controllers;

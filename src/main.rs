@@ -1,10 +1,14 @@
 use std::process::ExitCode;
 
+use clap::Parser;
+use passkey_auth::cli::{run_keys, Cli, Command};
 use passkey_auth::config::Settings;
 use passkey_auth::startup::Application;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
+    // Parsed first, so that `--help` needs no configuration.
+    let cli = Cli::parse();
     // A missing .env is normal; a malformed one is a configuration error.
     if let Err(err) = dotenvy::dotenv() {
         if !err.not_found() {
@@ -21,6 +25,21 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match cli.command {
+        None | Some(Command::Serve) => serve(settings).await,
+        Some(Command::Keys { command }) => {
+            match run_keys(&settings, command, &mut std::io::stdout()).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("{err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
     let origin = settings.rp_origin.clone();
     let app = match Application::build(settings).await {
         Ok(app) => app,
@@ -30,7 +49,7 @@ async fn main() -> ExitCode {
         }
     };
     log::info!(
-        "listening on http://{} (demo page for origin {origin})",
+        "listening on http://{} (demo page for origin {origin}; token keys at /.well-known/jwks.json)",
         app.address()
     );
     match app.run_until_stopped().await {

@@ -78,6 +78,19 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        generation -> BigInt,
+        algorithm -> Text,
+        public_jwk -> Text,
+        private_key -> Text,
+        created_at -> Timestamp,
+        activates_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
@@ -89,5 +102,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     auth_events,
     recovery_codes,
     sessions,
-    refresh_tokens
+    refresh_tokens,
+    signing_keys
 );

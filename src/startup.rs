@@ -9,7 +9,7 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::http::StatusCode;
 use actix_web::middleware::{Compat, Condition, ErrorHandlerResponse, ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer, ResponseError};
-use rand::RngCore;
+use passkey_auth_guard::TokenVerifier;
 use secrecy::ExposeSecret;
 use webauthn_rs::prelude::WebauthnBuilder;
 
@@ -21,7 +21,7 @@ use crate::errors::{ApiError, PROBLEM_JSON};
 use crate::middleware::{cors, security_headers};
 use crate::repositories::{
     Database, EventRepository, PasskeyRepository, RecoveryCodeRepository, SessionRepository,
-    UserRepository,
+    SigningKeyRepository, UserRepository,
 };
 use crate::services::audit::Audit;
 use crate::services::auth::{AuthParts, AuthService};
@@ -32,6 +32,7 @@ use crate::services::passwords::{PasswordHasher, Passwords};
 use crate::services::rate_limit::RateLimiter;
 use crate::services::recovery::{RecoveryCodeHasher, RecoveryCodes};
 use crate::services::sessions::{SessionPolicy, SessionService};
+use crate::services::signing::{KeyPolicy, SigningKeys};
 use crate::services::step_up::StepUpPolicy;
 use crate::services::tokens::TokenService;
 use crate::state::AppState;
@@ -73,6 +74,8 @@ pub enum StartupError {
     },
     #[error("cannot reach REDIS_URL: {0}")]
     Redis(String),
+    #[error("signing keys: {0}")]
+    SigningKeys(String),
     #[error("start-up task failed: {0}")]
     Task(String),
 }
@@ -173,20 +176,11 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         .map_err(|e| StartupError::Task(e.to_string()))?
         .map_err(|e| StartupError::Hasher(e.to_string()))?;
 
-    let secret: Vec<u8> = match &settings.jwt_secret {
-        Some(secret) => secret.expose_secret().as_bytes().to_vec(),
-        None => {
-            log::warn!(
-                "JWT_SECRET is not set: using a random secret, so tokens will not survive a restart \
-                 and nodes will not accept each other's tokens"
-            );
-            let mut random = vec![0u8; 64];
-            rand::rngs::OsRng.fill_bytes(&mut random);
-            random
-        }
-    };
+    let keys = Arc::new(signing_keys(settings, &db, clock.clone()).await?);
+    log::info!("signing keys: {}", keys.describe());
+    actix_web::rt::spawn(keys.clone().run_background(settings.key_poll_interval));
     let tokens = Arc::new(TokenService::new(
-        &secret,
+        keys,
         settings.jwt_issuer.clone(),
         settings.jwt_audience.clone(),
         settings.password_token_ttl,
@@ -274,6 +268,36 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         trusted_proxies: settings.trusted_proxies.clone(),
         clock,
     })
+}
+
+/// The signing keys of `settings`, from the database (the first start
+/// creates one).
+pub async fn signing_keys(
+    settings: &Settings,
+    db: &Database,
+    clock: Arc<dyn Clock>,
+) -> Result<SigningKeys, StartupError> {
+    if settings.jwt_secret_set {
+        log::warn!(
+            "JWT_SECRET is set but no longer used: access tokens are signed with the keys in the \
+             database (see `passkey-auth keys list`) and verified with /.well-known/jwks.json"
+        );
+    }
+    let policy = KeyPolicy {
+        algorithm: settings.signing_algorithm,
+        activation_delay: settings.key_activation_delay,
+        token_ttl: settings.password_token_ttl.max(settings.full_token_ttl),
+        encryption: settings.signing_key_encryption.clone(),
+    };
+    let verifier = TokenVerifier::new(&settings.jwt_issuer, &settings.jwt_audience);
+    SigningKeys::start(
+        SigningKeyRepository::new(db.clone()),
+        policy,
+        clock,
+        verifier,
+    )
+    .await
+    .map_err(|e| StartupError::SigningKeys(e.to_string()))
 }
 
 /// The stores: in Redis when `REDIS_URL` is set (shared by every node),

@@ -32,9 +32,11 @@ fn runs_on_embedded_defaults_and_serves_the_demo_page() {
         "the default SQLite file is created"
     );
     assert!(
-        log.iter().any(|l| l.contains("JWT_SECRET is not set")),
-        "a missing secret is warned about: {log:#?}"
+        log.iter()
+            .any(|l| l.contains("created the first signing key")),
+        "the first start creates a signing key: {log:#?}"
     );
+    assert!(!log.iter().any(|l| l.contains("JWT_SECRET")), "{log:#?}");
     let page = reqwest::blocking::get(format!("http://{address}/")).unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().unwrap().contains("<html"));
@@ -68,7 +70,9 @@ fn invalid_configuration_stops_the_server_naming_the_variable() {
     for (var, value) in [
         ("CHALLENGE_TTL_SECS", "five minutes"),
         ("RP_ORIGIN", "localhost:3000"),
-        ("JWT_SECRET", "too-short"),
+        ("SIGNING_KEY_ALGORITHM", "HS256"),
+        ("SIGNING_KEY_ENCRYPTION_KEY", "not-32-bytes"),
+        ("KEY_ACTIVATION_DELAY_SECS", "-1"),
         ("DATABASE_URL", "mysql://db/auth"),
     ] {
         let dir = workdir();
@@ -102,4 +106,108 @@ fn reads_dot_env_and_lets_the_environment_win() {
         dir.join("custom/place.db").exists(),
         "DATABASE_URL from .env is used"
     );
+}
+
+/// A login's access token from the server at `address`.
+fn login_token(address: &str, username: &str) -> String {
+    let client = reqwest::blocking::Client::new();
+    let credentials = serde_json::json!({"username": username, "password": "a long password"});
+    client
+        .post(format!("http://{address}/auth/signup"))
+        .json(&credentials)
+        .send()
+        .unwrap();
+    let login: serde_json::Value = client
+        .post(format!("http://{address}/auth/login"))
+        .json(&credentials)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    login["accessToken"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn tokens_survive_a_restart_and_an_unused_jwt_secret_is_pointed_out() {
+    let dir = workdir();
+    let token = {
+        let node = Running::start(server(&dir));
+        login_token(&node.address, "before-restart")
+    };
+    let mut cmd = server(&dir);
+    cmd.env("JWT_SECRET", "an-old-secret-that-signs-nothing-any-more");
+    let node = Running::start(cmd);
+    assert!(
+        !node
+            .startup_log
+            .iter()
+            .any(|l| l.contains("created the first signing key")),
+        "the key is read, not made again: {:#?}",
+        node.startup_log
+    );
+    assert!(
+        node.startup_log
+            .iter()
+            .any(|l| l.contains("JWT_SECRET is set but no longer used")),
+        "{:#?}",
+        node.startup_log
+    );
+    let res = reqwest::blocking::Client::new()
+        .get(node.url("/protected/basic"))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        200,
+        "a token from before the restart verifies"
+    );
+}
+
+#[test]
+fn keys_list_and_rotate_from_the_command_line() {
+    let dir = workdir();
+    let run = |args: &[&str]| {
+        let out = server(&dir)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // On a new database the first command creates the key, as a start would.
+    let listed = run(&["keys", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines[0].starts_with("KID"), "{listed}");
+    assert!(lines[1].contains(" EdDSA  active "), "{listed}");
+    let first_kid = lines[1].split_whitespace().next().unwrap().to_owned();
+
+    let rotated = run(&["keys", "rotate"]);
+    assert!(rotated.starts_with("published "), "{rotated}");
+    assert!(rotated.contains("(in 300 s)"), "{rotated}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&run(&["keys", "list", "--json"])).unwrap();
+    let keys = listed.as_array().unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0]["kid"], first_kid.as_str());
+    assert_eq!(
+        keys[0]["state"], "active",
+        "the old key signs until the new one activates"
+    );
+    assert_eq!(keys[1]["state"], "pending");
+    assert_eq!(keys[0]["retiredAt"], keys[1]["activatesAt"]);
+    assert!(
+        !run(&["keys", "list"]).contains("plain:"),
+        "no key material is printed"
+    );
+
+    let help = run(&["keys", "--help"]);
+    assert!(help.contains("rotate") && help.contains("list"), "{help}");
 }

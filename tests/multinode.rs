@@ -2,7 +2,8 @@
 //! behind a load balancer: a ceremony may start on one node and finish on
 //! the other, tokens from either are accepted by both, and a challenge used
 //! on one cannot be replayed on the other; a session ended on one node is
-//! refused by the other within a second.
+//! refused by the other within a second; a key rotation reaches both
+//! without a restart.
 //!
 //! Needs `TEST_DATABASE_URL` (PostgreSQL) and `TEST_REDIS_URL`; CI sets both.
 
@@ -66,7 +67,9 @@ fn node(dir: &Path, database_url: &str, redis_url: &str, prefix: &str) -> std::p
         ("DATABASE_URL", database_url),
         ("REDIS_URL", redis_url),
         ("REDIS_KEY_PREFIX", prefix),
-        ("JWT_SECRET", "multi-node-test-secret-0123456789abcdef"),
+        // Rotations reach the nodes within a second and activate quickly.
+        ("KEY_POLL_SECS", "1"),
+        ("KEY_ACTIVATION_DELAY_SECS", "3"),
         ("RP_ID", "localhost"),
         ("RP_ORIGIN", ORIGIN),
         ("RUST_LOG", "warn,passkey_auth=info"),
@@ -310,4 +313,116 @@ fn ceremonies_and_tokens_cross_nodes_and_challenges_do_not_replay() {
     let (_, on_b) = nodes.get(b, "/passkeys", &full_token);
     assert_eq!(on_a, on_b);
     assert_eq!(on_a.as_array().unwrap().len(), 1);
+}
+
+/// The `kid` of a JWT's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(header)
+            .unwrap(),
+    )
+    .unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+fn published_kids(nodes: &Nodes, node: &Running) -> Vec<String> {
+    let set: Value = nodes
+        .http
+        .get(node.url("/.well-known/jwks.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    set["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn nodes_started_together_share_one_key_and_follow_a_rotation_without_a_restart() {
+    let Some((nodes, database)) = start_nodes() else {
+        return;
+    };
+    let (a, b) = (&nodes.a, &nodes.b);
+    let first = published_kids(&nodes, a);
+    assert_eq!(first.len(), 1, "one key for two nodes started together");
+    assert_eq!(published_kids(&nodes, b), first);
+    let credentials = json!({"username": "rotator", "password": PASSWORD});
+    assert_eq!(nodes.post(a, "/auth/signup", &credentials, None).0, 201);
+    let login = |node: &Running| {
+        let (status, body) = nodes.post(node, "/auth/login", &credentials, None);
+        assert_eq!(status, 200);
+        body["accessToken"].as_str().unwrap().to_owned()
+    };
+    let old_token = login(a);
+    assert_eq!(kid_of(&old_token), first[0]);
+
+    // `passkey-auth keys rotate`, run as an operator would, with the same
+    // configuration.
+    let dir = std::env::temp_dir().join("passkey-auth-multinode");
+    let out = node(&dir, &database.url, "redis://unused", "unused:")
+        .env_remove("REDIS_URL")
+        .args(["keys", "rotate"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let rotated_at = std::time::Instant::now();
+    for node in [a, b] {
+        while published_kids(&nodes, node).len() < 2 {
+            assert!(
+                rotated_at.elapsed() < std::time::Duration::from_secs(3),
+                "the new key is published within the poll interval"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    let new_kid = published_kids(&nodes, a)
+        .into_iter()
+        .find(|k| *k != first[0])
+        .unwrap();
+    assert!(printed.contains(&new_kid), "{printed}");
+    assert_eq!(kid_of(&login(b)), first[0], "published, not signing yet");
+
+    // After the activation delay (3 s here) both nodes sign with it.
+    std::thread::sleep(std::time::Duration::from_secs(3).saturating_sub(rotated_at.elapsed()));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (new_a, new_b) = (login(a), login(b));
+    assert_eq!(kid_of(&new_a), new_kid);
+    assert_eq!(kid_of(&new_b), new_kid);
+    for token in [&old_token, &new_a, &new_b] {
+        for node in [a, b] {
+            assert_eq!(nodes.get(node, "/protected/basic", token).0, 200);
+        }
+    }
+    let listed = node(&dir, &database.url, "redis://unused", "unused:")
+        .env_remove("REDIS_URL")
+        .args(["keys", "list"])
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout).to_string();
+    let rows: Vec<Vec<&str>> = listed
+        .lines()
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    assert!(
+        rows.contains(&vec![first[0].as_str(), "EdDSA", "retired"]),
+        "{listed}"
+    );
+    assert!(
+        rows.contains(&vec![new_kid.as_str(), "EdDSA", "active"]),
+        "{listed}"
+    );
 }

@@ -10,6 +10,7 @@ pub mod protected;
 pub mod query;
 pub mod sessions;
 pub mod users;
+pub mod well_known;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -50,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/app.js").route(get_or_head().to(demo::script)))
         .service(resource("/style.css").route(get_or_head().to(demo::stylesheet)))
         .service(resource("/healthz").route(web::get().to(health::healthz)))
+        .service(resource("/.well-known/jwks.json").route(get_or_head().to(well_known::jwks)))
         .service(resource("/readyz").route(web::get().to(health::readyz)))
         .service(resource("/auth/signup").route(web::post().to(auth::signup)))
         .service(resource("/auth/login").route(web::post().to(auth::login)))

@@ -13,6 +13,7 @@ use crate::domain::AuthLevel;
 use crate::errors::ApiError;
 use crate::services::tokens::Principal;
 use crate::state::AppState;
+use passkey_auth_guard::Rejection;
 
 pub mod client;
 
@@ -37,22 +38,22 @@ fn app_state(req: &HttpRequest) -> Result<&web::Data<AppState>, ApiError> {
 
 fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     if !req.headers().contains_key(AUTHORIZATION) {
-        return Err(ApiError::MissingToken);
+        return Err(ApiError::Guard(Rejection::MissingToken));
     }
     // actix-web-httpauth parses the `Bearer <token>` header; its extractor
     // is ready at once, so `now_or_never` never drops a pending future.
     let bearer = BearerAuth::extract(req)
         .now_or_never()
         .and_then(Result::ok)
-        .ok_or(ApiError::InvalidToken)?;
+        .ok_or(ApiError::Guard(Rejection::InvalidToken))?;
     let state = app_state(req)?;
     let principal = state
         .tokens
         .verify(bearer.token(), state.clock.now())
-        .map_err(|_| ApiError::InvalidToken)?;
+        .map_err(|_| ApiError::Guard(Rejection::InvalidToken))?;
     // An in-memory lookup: a token of an ended session is refused.
     if state.sessions.is_ended(&principal.session_id) {
-        return Err(ApiError::InvalidToken);
+        return Err(ApiError::Guard(Rejection::InvalidToken));
     }
     Ok(principal)
 }
@@ -74,7 +75,7 @@ impl FromRequest for FullUser {
         ready(
             authenticate(req).and_then(|principal| match principal.auth_level {
                 AuthLevel::Full => Ok(FullUser(principal)),
-                AuthLevel::Password => Err(ApiError::PasskeyRequired { max_age: None }),
+                AuthLevel::Password => Err(Rejection::PasskeyRequired { max_age: None }.into()),
             }),
         )
     }

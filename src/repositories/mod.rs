@@ -5,6 +5,7 @@ pub mod events;
 pub mod passkeys;
 pub mod recovery_codes;
 pub mod sessions;
+pub mod signing_keys;
 pub mod users;
 
 use chrono::NaiveDateTime;
@@ -18,6 +19,7 @@ pub use events::{EventRecord, EventRepository};
 pub use passkeys::{PasskeyRecord, PasskeyRepository};
 pub use recovery_codes::{CodeSet, RecoveryCodeRecord, RecoveryCodeRepository};
 pub use sessions::{SessionRecord, SessionRepository};
+pub use signing_keys::{SigningKeyRecord, SigningKeyRepository};
 pub use users::{UserRecord, UserRepository};
 
 #[derive(Debug, thiserror::Error)]

@@ -12,6 +12,7 @@ pub mod passwords;
 pub mod rate_limit;
 pub mod recovery;
 pub mod sessions;
+pub mod signing;
 pub mod step_up;
 pub mod tokens;
 

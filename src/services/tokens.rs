@@ -1,13 +1,11 @@
-//! Access tokens: HS256 JWTs carrying the contract's claims.
+//! Access tokens: JWTs carrying the contract's claims, signed with the key
+//! [`SigningKeys`] says is active (EdDSA by default) and named by its `kid`.
 //!
-//! Validation accepts only HS256 (never `none`, never the algorithm named in
-//! the token header), and checks signature, `iss`, `aud` and `exp` against
-//! the clock the service was given.
-//!
-//! Clients send the same token with every request, so a verified token is
-//! remembered (keyed by its exact text, signature included) for a while:
-//! the next request skips the signature check and the claims parsing, and
-//! only its expiry is checked again. Nothing unverified is ever remembered.
+//! Verification is the guard crate's: the key is picked by `kid`, its one
+//! algorithm is pinned (never `none`, never HMAC, never the algorithm named
+//! in the token header), then `iss`, `aud` and `exp` are checked against the
+//! clock the service was given, and verified tokens are remembered (keyed
+//! by their exact text) so that a repeated token costs no signature check.
 //!
 //! Every token names its session (`sid`); whether that session has ended is
 //! the guards' question, asked on every request (see `services::sessions`).
@@ -16,49 +14,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::domain::{AuthLevel, AuthMethod};
+use crate::services::signing::{SigningKeyError, SigningKeys};
 
-/// The claims of every access token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub username: String,
-    #[serde(rename = "authLevel")]
-    pub auth_level: AuthLevel,
-    /// The same as `authLevel`: the name RFC 9470 step-up clients read.
-    pub acr: AuthLevel,
-    pub amr: Vec<String>,
-    /// When the authentication that gave the token its level happened.
-    pub auth_time: i64,
-    pub iat: i64,
-    pub exp: i64,
-    pub iss: String,
-    pub aud: String,
-    pub jti: String,
-    /// The session the token belongs to.
-    pub sid: String,
-}
-
-/// The authenticated caller, as read from a verified token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user_id: Uuid,
-    pub session_id: Uuid,
-    pub username: String,
-    pub auth_level: AuthLevel,
-    pub claims: Claims,
-}
-
-impl Principal {
-    /// When the authentication behind this token's level happened.
-    pub fn auth_time(&self) -> i64 {
-        self.claims.auth_time
-    }
-}
+pub use passkey_auth_guard::{Claims, Principal, TokenError};
 
 /// What a token asserts about how its bearer authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,23 +76,8 @@ pub struct IssuedToken {
     pub refresh: Option<(String, u64)>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("token is malformed or its signature, algorithm, issuer or audience is wrong")]
-    Invalid,
-    #[error("token has expired")]
-    Expired,
-}
-
-/// Verified tokens remembered at most, and for at most this long.
-const VERIFIED_CACHE_CAPACITY: u64 = 10_000;
-const VERIFIED_CACHE_TTL: Duration = Duration::from_secs(300);
-
 pub struct TokenService {
-    verified: moka::sync::Cache<String, Arc<Principal>>,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    keys: Arc<SigningKeys>,
     issuer: String,
     audience: String,
     password_ttl: Duration,
@@ -140,33 +86,24 @@ pub struct TokenService {
 
 impl TokenService {
     pub fn new(
-        secret: &[u8],
+        keys: Arc<SigningKeys>,
         issuer: String,
         audience: String,
         password_ttl: Duration,
         full_ttl: Duration,
     ) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[&issuer]);
-        validation.set_audience(&[&audience]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        // Expiry is checked below against the service's clock, to the second.
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.leeway = 0;
         TokenService {
-            verified: moka::sync::Cache::builder()
-                .max_capacity(VERIFIED_CACHE_CAPACITY)
-                .time_to_live(VERIFIED_CACHE_TTL)
-                .build(),
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
+            keys,
             issuer,
             audience,
             password_ttl,
             full_ttl,
         }
+    }
+
+    /// The signing keys (for the JWKS).
+    pub fn keys(&self) -> &Arc<SigningKeys> {
+        &self.keys
     }
 
     pub fn ttl(&self, level: AuthLevel) -> Duration {
@@ -186,7 +123,7 @@ impl TokenService {
         subject: &Subject,
         grant: Grant,
         now: DateTime<Utc>,
-    ) -> Result<IssuedToken, jsonwebtoken::errors::Error> {
+    ) -> Result<IssuedToken, SigningKeyError> {
         let level = grant.level;
         let iat = now.timestamp();
         let mut exp = iat + self.ttl(level).as_secs() as i64;
@@ -207,7 +144,7 @@ impl TokenService {
             jti: Uuid::new_v4().to_string(),
             sid: subject.session_id.to_string(),
         };
-        let access_token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?;
+        let access_token = self.keys.sign(&claims, now)?;
         Ok(IssuedToken {
             access_token,
             expires_in: (exp - iat) as u64,
@@ -217,30 +154,7 @@ impl TokenService {
     }
 
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<Principal, TokenError> {
-        if let Some(known) = self.verified.get(token) {
-            if known.claims.exp <= now.timestamp() {
-                return Err(TokenError::Expired);
-            }
-            return Ok(Principal::clone(&known));
-        }
-        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| TokenError::Invalid)?
-            .claims;
-        if claims.exp <= now.timestamp() {
-            return Err(TokenError::Expired);
-        }
-        let user_id = Uuid::parse_str(&claims.sub).map_err(|_| TokenError::Invalid)?;
-        let session_id = Uuid::parse_str(&claims.sid).map_err(|_| TokenError::Invalid)?;
-        let principal = Principal {
-            user_id,
-            session_id,
-            username: claims.username.clone(),
-            auth_level: claims.auth_level,
-            claims,
-        };
-        self.verified
-            .insert(token.to_owned(), Arc::new(principal.clone()));
-        Ok(principal)
+        self.keys.verify(token, now)
     }
 }
 
@@ -250,16 +164,35 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
 
-    const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    use crate::clock::SystemClock;
+    use crate::services::signing::{KeyMaterial, KeyPolicy};
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    use passkey_auth_guard::{KeyAlgorithm, TokenVerifier};
 
-    fn service() -> TokenService {
+    fn issuer(iss: &str, aud: &str, key: KeyMaterial) -> TokenService {
+        let policy = KeyPolicy {
+            algorithm: key.algorithm(),
+            activation_delay: Duration::from_secs(300),
+            token_ttl: Duration::from_secs(3600),
+            encryption: None,
+        };
+        let keys = SigningKeys::fixed(
+            key,
+            policy,
+            Arc::new(SystemClock),
+            TokenVerifier::new(iss, aud),
+        );
         TokenService::new(
-            SECRET,
-            "iss-a".into(),
-            "aud-a".into(),
+            Arc::new(keys),
+            iss.into(),
+            aud.into(),
             Duration::from_secs(3600),
             Duration::from_secs(900),
         )
+    }
+
+    fn service() -> TokenService {
+        issuer("iss-a", "aud-a", KeyMaterial::generate(KeyAlgorithm::EdDSA))
     }
 
     fn subject(username: &str) -> Subject {
@@ -365,57 +298,49 @@ mod tests {
     #[test]
     fn rejects_foreign_issuer_audience_and_key() {
         let now = Utc::now();
-        let other_iss = TokenService::new(
-            SECRET,
-            "iss-b".into(),
-            "aud-a".into(),
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        );
-        let other_aud = TokenService::new(
-            SECRET,
-            "iss-a".into(),
-            "aud-b".into(),
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        );
-        let other_key = TokenService::new(
-            b"another-secret-another-secret-xx",
-            "iss-a".into(),
-            "aud-a".into(),
-            Duration::from_secs(60),
-            Duration::from_secs(60),
-        );
-        for issuer in [other_iss, other_aud, other_key] {
-            let t = issuer.issue(&subject("eve"), full_grant(now), now).unwrap();
-            assert_eq!(
-                service().verify(&t.access_token, now),
-                Err(TokenError::Invalid)
-            );
+        let key = KeyMaterial::generate(KeyAlgorithm::EdDSA);
+        let der = key.to_pkcs8().unwrap();
+        let verifier = issuer("iss-a", "aud-a", key);
+        let same_key = || KeyMaterial::from_pkcs8(KeyAlgorithm::EdDSA, &der).unwrap();
+        let others = [
+            issuer("iss-b", "aud-a", same_key()),
+            issuer("iss-a", "aud-b", same_key()),
+            issuer("iss-a", "aud-a", KeyMaterial::generate(KeyAlgorithm::EdDSA)),
+            issuer("iss-a", "aud-a", KeyMaterial::generate(KeyAlgorithm::ES256)),
+        ];
+        for other in others {
+            let t = other.issue(&subject("eve"), full_grant(now), now).unwrap();
+            assert!(verifier.verify(&t.access_token, now).is_err());
         }
+        let own = issuer("iss-a", "aud-a", same_key());
+        let t = own.issue(&subject("eve"), full_grant(now), now).unwrap();
+        assert!(verifier.verify(&t.access_token, now).is_ok());
     }
 
     #[test]
-    fn rejects_alg_none_and_other_algorithms() {
+    fn rejects_alg_none_and_hmac_keyed_with_the_public_key() {
         let s = service();
         let now = Utc::now();
         let t = s
             .issue(&subject("eve"), Grant::new(AuthMethod::Password, now), now)
             .unwrap();
         let parts: Vec<&str> = t.access_token.split('.').collect();
-        let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let kid = passkey_auth_guard::key_id(&t.access_token).unwrap();
+        let none_header = URL_SAFE_NO_PAD.encode(format!(r#"{{"alg":"none","kid":"{kid}"}}"#));
         let unsigned = format!("{none_header}.{}.", parts[1]);
-        assert_eq!(s.verify(&unsigned, now), Err(TokenError::Invalid));
+        assert!(s.verify(&unsigned, now).is_err());
 
         let claims: Claims = serde_json::from_value(claims_of(&t.access_token)).unwrap();
-        let hs512 = encode(
-            &Header::new(Algorithm::HS512),
-            &claims,
-            &EncodingKey::from_secret(SECRET),
-        )
-        .unwrap();
-        assert_eq!(s.verify(&hs512, now), Err(TokenError::Invalid));
-        assert_eq!(s.verify("not.a.jwt", now), Err(TokenError::Invalid));
-        assert_eq!(s.verify("", now), Err(TokenError::Invalid));
+        let jwks: serde_json::Value = serde_json::from_slice(&s.keys().jwks().body).unwrap();
+        let x = jwks["keys"][0]["x"].as_str().unwrap().to_owned();
+        let raw = URL_SAFE_NO_PAD.decode(&x).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid);
+        for secret in [raw, x.into_bytes()] {
+            let forged = encode(&header, &claims, &EncodingKey::from_secret(&secret)).unwrap();
+            assert_eq!(s.verify(&forged, now), Err(TokenError::Invalid));
+        }
+        assert!(s.verify("not.a.jwt", now).is_err());
+        assert!(s.verify("", now).is_err());
     }
 }

@@ -20,7 +20,6 @@ use passkey_auth::startup::{Application, BuildOptions};
 
 use crate::common::authenticator::TestAuthenticator;
 
-pub const JWT_SECRET: &str = "integration-test-secret-0123456789abcdef";
 pub const ORIGIN: &str = "http://localhost:3000";
 pub const PASSWORD: &str = "correct horse battery";
 pub const USER_AGENT: &str = "passkey-auth-tests/1.0";
@@ -65,13 +64,14 @@ macro_rules! on_both_backends {
 }
 
 /// A database that exists for one test and is removed after it.
-enum TestDatabase {
+pub enum TestDatabase {
     Sqlite(PathBuf),
     Postgres { admin_url: String, name: String },
 }
 
 impl TestDatabase {
-    fn create(backend: Backend) -> (Self, String) {
+    /// A new, empty database and its URL.
+    pub fn create(backend: Backend) -> (Self, String) {
         match backend {
             Backend::Sqlite => {
                 let dir = std::env::temp_dir().join("passkey-auth-tests");
@@ -119,7 +119,67 @@ pub struct TestApp {
     pub client: Client,
     pub clock: Arc<ManualClock>,
     pub database_url: String,
+    /// The environment-style settings the app was built from.
+    pub env: HashMap<String, String>,
     _database: TestDatabase,
+}
+
+/// Another node (an app in this process) on a given database.
+pub struct Node {
+    pub base: String,
+}
+
+impl Node {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// The environment every test app starts from.
+fn base_env(database_url: &str) -> HashMap<String, String> {
+    [
+        ("BIND_ADDR", "127.0.0.1:0"),
+        ("DATABASE_URL", database_url),
+        ("DATABASE_POOL_SIZE", "4"),
+        ("RP_ID", "localhost"),
+        ("RP_ORIGIN", ORIGIN),
+        // Limits are off unless a test turns them on: every test talks
+        // from 127.0.0.1 and many sign up and log in often.
+        ("RATE_LIMIT_IP_PER_MINUTE", "0"),
+        ("RATE_LIMIT_ACCOUNT_PER_MINUTE", "0"),
+        ("LOGIN_LOCKOUT_THRESHOLD", "0"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Starts the app with `env` (over the base settings) on `database_url`.
+pub async fn start_node(
+    database_url: &str,
+    env: &HashMap<String, String>,
+) -> Result<Node, passkey_auth::startup::StartupError> {
+    let mut all = base_env(database_url);
+    all.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    all.insert("DATABASE_URL".into(), database_url.to_owned());
+    let settings = Settings::from_lookup(|name| all.get(name).cloned()).expect("test settings");
+    let clock = Arc::new(ManualClock::new());
+    let options = BuildOptions {
+        clock: clock.clone(),
+        extra_routes: Some(test_routes),
+    };
+    let app = Application::build_with(settings, options).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    actix_web::rt::spawn(app.run_until_stopped());
+    Ok(Node { base })
+}
+
+/// The server's signing key, as read from its database.
+pub struct ServerKey {
+    pub kid: String,
+    pub algorithm: jsonwebtoken::Algorithm,
+    pub encoding: jsonwebtoken::EncodingKey,
+    pub public_jwk: Value,
 }
 
 /// A signed-up user with a password-level token.
@@ -150,22 +210,7 @@ impl TestApp {
     ) -> Self {
         let (database, database_url) = TestDatabase::create(backend);
         let app_database_url = reach(&database_url);
-        let mut env: HashMap<String, String> = [
-            ("BIND_ADDR", "127.0.0.1:0"),
-            ("DATABASE_URL", app_database_url.as_str()),
-            ("DATABASE_POOL_SIZE", "4"),
-            ("JWT_SECRET", JWT_SECRET),
-            ("RP_ID", "localhost"),
-            ("RP_ORIGIN", ORIGIN),
-            // Limits are off unless a test turns them on: every test talks
-            // from 127.0.0.1 and many sign up and log in often.
-            ("RATE_LIMIT_IP_PER_MINUTE", "0"),
-            ("RATE_LIMIT_ACCOUNT_PER_MINUTE", "0"),
-            ("LOGIN_LOCKOUT_THRESHOLD", "0"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        let mut env = base_env(&app_database_url);
         for (k, v) in overrides {
             env.insert((*k).to_owned(), (*v).to_owned());
         }
@@ -190,8 +235,76 @@ impl TestApp {
                 .expect("client"),
             clock,
             database_url,
+            env,
             _database: database,
         }
+    }
+
+    /// Another node on this app's database, with its settings and `extra`.
+    pub async fn another_node(
+        &self,
+        extra: &[(&str, &str)],
+    ) -> Result<Node, passkey_auth::startup::StartupError> {
+        let mut env = self.env.clone();
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
+        start_node(&self.database_url, &env).await
+    }
+
+    /// The settings the app was built from.
+    pub fn settings(&self) -> Settings {
+        Settings::from_lookup(|name| self.env.get(name).cloned()).expect("test settings")
+    }
+
+    /// The key the server signs with now, read from its database: for
+    /// tests that forge tokens the server would accept.
+    pub fn signing_key(&self) -> ServerKey {
+        use diesel::prelude::*;
+        use passkey_auth::schema::signing_keys::dsl::*;
+        let now = self.clock_now().naive_utc();
+        let (found_kid, alg, jwk, private): (String, String, String, String) = signing_keys
+            .filter(activates_at.le(now))
+            .order(generation.desc())
+            .select((kid, algorithm, public_jwk, private_key))
+            .first(&mut self.db())
+            .expect("an active signing key");
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(private.strip_prefix("plain:").expect("a key stored plain"))
+            .unwrap();
+        let (algorithm_, encoding) = match alg.as_str() {
+            "EdDSA" => (
+                jsonwebtoken::Algorithm::EdDSA,
+                jsonwebtoken::EncodingKey::from_ed_der(&der),
+            ),
+            "ES256" => (
+                jsonwebtoken::Algorithm::ES256,
+                jsonwebtoken::EncodingKey::from_ec_der(&der),
+            ),
+            other => panic!("unexpected algorithm {other}"),
+        };
+        ServerKey {
+            kid: found_kid,
+            algorithm: algorithm_,
+            encoding,
+            public_jwk: serde_json::from_str(&jwk).unwrap(),
+        }
+    }
+
+    /// `claims` signed as the server signs its tokens.
+    pub fn sign_as_server(&self, claims: &Value) -> String {
+        let key = self.signing_key();
+        let mut header = jsonwebtoken::Header::new(key.algorithm);
+        header.kid = Some(key.kid);
+        jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
+    }
+
+    /// Now, as the app's clock tells it.
+    pub fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use passkey_auth::clock::Clock;
+        self.clock.now()
     }
 
     /// A direct connection to the test's database, to check what is stored.

@@ -14,7 +14,7 @@ on_both_backends!(
     malformed_tokens_and_other_schemes_are_401_invalid_token,
     expired_tokens_are_401_invalid_token,
     wrongly_signed_tokens_are_401_invalid_token,
-    alg_none_and_other_algorithms_are_401_invalid_token,
+    alg_none_hmac_with_the_public_key_and_other_algorithms_are_401_invalid_token,
     wrong_issuer_or_audience_is_401_invalid_token,
     password_level_is_403_on_full_routes_with_the_rfc_9470_challenge,
     profile_shows_the_account_and_the_token_claims,
@@ -53,13 +53,11 @@ fn forged_claims(user: &TestUser, overrides: Value) -> Value {
     c
 }
 
-fn sign(claims: &Value, alg: Algorithm, secret: &str) -> String {
-    encode(
-        &Header::new(alg),
-        claims,
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .unwrap()
+/// `claims` under a header naming `alg` and `kid`, MACed with `secret`.
+fn sign_hmac(claims: &Value, alg: Algorithm, kid: Option<&str>, secret: &[u8]) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    encode(&header, claims, &EncodingKey::from_secret(secret)).unwrap()
 }
 
 async fn no_header_is_401_missing_token_with_a_bare_challenge(backend: Backend) {
@@ -120,23 +118,45 @@ async fn expired_tokens_are_401_invalid_token(backend: Backend) {
 
     // A token signed with the right key but an exp in the past.
     let past = chrono::Utc::now().timestamp() - 10;
-    let stale = sign(
-        &forged_claims(&user, json!({"iat": past - 60, "exp": past})),
-        Algorithm::HS256,
-        JWT_SECRET,
-    );
+    let stale = app.sign_as_server(&forged_claims(
+        &user,
+        json!({"iat": past - 60, "exp": past}),
+    ));
     assert_invalid_token(&app, &format!("Bearer {stale}")).await;
 }
 
 async fn wrongly_signed_tokens_are_401_invalid_token(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = app.new_user().await;
-    let forged = sign(
+    // Signed by another Ed25519 key under the server's kid.
+    let server = app.signing_key();
+    let other = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let der = {
+        use ed25519_dalek::pkcs8::EncodePrivateKey;
+        other.to_pkcs8_der().unwrap()
+    };
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(server.kid.clone());
+    let forged = encode(
+        &header,
         &forged_claims(&user, json!({})),
-        Algorithm::HS256,
-        "some-other-secret-some-other-secret-xx",
-    );
+        &EncodingKey::from_ed_der(der.as_bytes()),
+    )
+    .unwrap();
     assert_invalid_token(&app, &format!("Bearer {forged}")).await;
+    // The server's key under a kid it never published.
+    let mut header = Header::new(server.algorithm);
+    header.kid = Some("no-such-key".into());
+    let unknown = encode(&header, &forged_claims(&user, json!({})), &server.encoding).unwrap();
+    assert_invalid_token(&app, &format!("Bearer {unknown}")).await;
+    // And under no kid at all.
+    let nameless = encode(
+        &Header::new(server.algorithm),
+        &forged_claims(&user, json!({})),
+        &server.encoding,
+    )
+    .unwrap();
+    assert_invalid_token(&app, &format!("Bearer {nameless}")).await;
 
     // Upgrading the claims of a genuine token breaks its signature.
     let parts: Vec<&str> = user.token.split('.').collect();
@@ -151,24 +171,75 @@ async fn wrongly_signed_tokens_are_401_invalid_token(backend: Backend) {
     assert_invalid_token(&app, &format!("Bearer {tampered}")).await;
 }
 
-async fn alg_none_and_other_algorithms_are_401_invalid_token(backend: Backend) {
+async fn alg_none_hmac_with_the_public_key_and_other_algorithms_are_401_invalid_token(
+    backend: Backend,
+) {
     let app = TestApp::spawn(backend).await;
     let user = app.new_user().await;
     let body = URL_SAFE_NO_PAD.encode(forged_claims(&user, json!({})).to_string());
-    for header in [r#"{"alg":"none","typ":"JWT"}"#, r#"{"alg":"None"}"#] {
+    let kid = app.signing_key().kid;
+    for header in [
+        r#"{"alg":"none","typ":"JWT"}"#.to_owned(),
+        r#"{"alg":"None"}"#.to_owned(),
+        format!(r#"{{"alg":"none","kid":"{kid}"}}"#),
+    ] {
         let unsigned = format!("{}.{body}.", URL_SAFE_NO_PAD.encode(header));
         assert_invalid_token(&app, &format!("Bearer {unsigned}")).await;
     }
-    for alg in [Algorithm::HS384, Algorithm::HS512] {
-        let token = sign(&forged_claims(&user, json!({})), alg, JWT_SECRET);
-        assert_invalid_token(&app, &format!("Bearer {token}")).await;
-    }
-    // The same claims with the configured algorithm and key are accepted.
-    let good = sign(
-        &forged_claims(&user, json!({})),
-        Algorithm::HS256,
-        JWT_SECRET,
+    // The algorithm-confusion attack: HMAC keyed with the public key, as
+    // raw bytes, as its base64url `x`, as the JWK text and as PEM.
+    let server = app.signing_key();
+    let x = server.public_jwk["x"].as_str().unwrap().to_owned();
+    let raw = URL_SAFE_NO_PAD.decode(&x).unwrap();
+    let mut spki = vec![
+        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+    ];
+    spki.extend_from_slice(&raw);
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&spki)
     );
+    let jwks = app
+        .get("/.well-known/jwks.json", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    for secret in [
+        raw.clone(),
+        x.clone().into_bytes(),
+        server.public_jwk.to_string().into_bytes(),
+        jwks.into_bytes(),
+        pem.clone().into_bytes(),
+        pem.trim_end().as_bytes().to_vec(),
+    ] {
+        for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+            let token = sign_hmac(
+                &forged_claims(&user, json!({})),
+                alg,
+                Some(&server.kid),
+                &secret,
+            );
+            assert_invalid_token(&app, &format!("Bearer {token}")).await;
+        }
+    }
+    // Another asymmetric algorithm named over the Ed25519 key's kid.
+    let p256 = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+    let der = {
+        use p256::pkcs8::EncodePrivateKey;
+        p256.to_pkcs8_der().unwrap()
+    };
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(server.kid.clone());
+    let es256 = encode(
+        &header,
+        &forged_claims(&user, json!({})),
+        &EncodingKey::from_ec_der(der.as_bytes()),
+    )
+    .unwrap();
+    assert_invalid_token(&app, &format!("Bearer {es256}")).await;
+    // The same claims signed with the server's key and algorithm are accepted.
+    let good = app.sign_as_server(&forged_claims(&user, json!({})));
     assert_eq!(app.get("/protected/full", Some(&good)).await.status(), 200);
 }
 
@@ -180,16 +251,12 @@ async fn wrong_issuer_or_audience_is_401_invalid_token(backend: Backend) {
         json!({"aud": "another-service"}),
         json!({"aud": ["another-service"]}),
     ] {
-        let token = sign(
-            &forged_claims(&user, overrides.clone()),
-            Algorithm::HS256,
-            JWT_SECRET,
-        );
+        let token = app.sign_as_server(&forged_claims(&user, overrides.clone()));
         assert_invalid_token(&app, &format!("Bearer {token}")).await;
     }
     let mut missing_aud = forged_claims(&user, json!({}));
     missing_aud.as_object_mut().unwrap().remove("aud");
-    let token = sign(&missing_aud, Algorithm::HS256, JWT_SECRET);
+    let token = app.sign_as_server(&missing_aud);
     assert_invalid_token(&app, &format!("Bearer {token}")).await;
 }
 
