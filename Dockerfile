@@ -9,6 +9,8 @@ WORKDIR /src
 
 # Dependencies first, in their own layer, so source edits rebuild only the app.
 COPY Cargo.toml Cargo.lock ./
+# The guard crate is a workspace member and a dependency of the server.
+COPY guard ./guard
 RUN mkdir src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \

@@ -82,15 +82,20 @@ function base64urlToBuffer(text) {
   return bytes.buffer;
 }
 
-// Decodes a JWT payload without verifying it (the server does that).
-function decodeJwt(token) {
+// Decodes a JWT part (0: header, 1: payload) without verifying it (the
+// server does that).
+function decodeJwtPart(token, index) {
   const parts = String(token).split('.');
   if (parts.length !== 3) return null;
   try {
-    return JSON.parse(new TextDecoder().decode(base64urlToBuffer(parts[1])));
+    return JSON.parse(new TextDecoder().decode(base64urlToBuffer(parts[index])));
   } catch (_) {
     return null;
   }
+}
+
+function decodeJwt(token) {
+  return decodeJwtPart(token, 1);
 }
 
 // ---------------------------------------------------------------- errors
@@ -801,6 +806,8 @@ function renderSession() {
   $('claim-acr').textContent = shown && c.acr !== undefined ? String(c.acr) : '—';
   $('claim-sub').textContent = shown && c.sub !== undefined ? String(c.sub) : '—';
   $('claim-sid').textContent = shown && c.sid !== undefined ? String(c.sid) : '—';
+  const header = shown ? decodeJwtPart(shown.raw, 0) : null;
+  $('claim-kid').textContent = header && header.kid ? `${header.kid} (${header.alg})` : '—';
   $('claim-iat').textContent = shown && c.iat ? formatDate(c.iat) : '—';
   renderExpiry();
 }

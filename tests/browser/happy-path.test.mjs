@@ -65,6 +65,17 @@ test('happy path: sign up, log in, step up with a passkey, manage it', async (t)
       const before = await storedTokens(page);
       assert.ok(before.password && before.refresh, 'the password-level and refresh tokens are kept');
       assert.equal(await text(page, '#claim-sid'), claimsOf(before.password).sid, 'sid shown in the claims');
+      // The token names its signing key, which the linked JWKS publishes.
+      const header = JSON.parse(Buffer.from(before.password.split('.')[0], 'base64url').toString('utf8'));
+      assert.equal(header.alg, 'EdDSA');
+      assert.equal(await text(page, '#claim-kid'), `${header.kid} (EdDSA)`, 'kid shown in the claims');
+      const jwks = await page.evaluate(async () => {
+        const res = await fetch(document.querySelector('#jwks-link').href);
+        return { status: res.status, cache: res.headers.get('cache-control'), body: await res.json() };
+      });
+      assert.equal(jwks.status, 200);
+      assert.match(jwks.cache, /^public, max-age=\d+$/);
+      assert.ok(jwks.body.keys.some((k) => k.kid === header.kid && k.kty === 'OKP'), 'the JWKS holds the key');
       assert.equal((await ask(server, 'GET', '/protected/basic', { token: before.password })).status, 200);
       await page.click('#logout');
       await expectText(page, '#auth-level', 'none');

@@ -49,7 +49,6 @@ export async function startServer(extraEnv = {}) {
     DATABASE_URL: join(dataDir, 'auth.db'),
     RP_ID: 'localhost',
     RP_ORIGIN: baseUrl,
-    JWT_SECRET: randomBytes(24).toString('hex'),
     RUST_LOG: 'warn',
     ...extraEnv,
   };
