@@ -110,6 +110,11 @@ pub struct Settings {
     pub rp_name: String,
     pub challenge_ttl: Duration,
     pub challenge_capacity: u64,
+    /// The in-process challenge store's bound in bytes
+    /// (`CHALLENGE_STORE_MAX_BYTES`).
+    pub challenge_store_max_bytes: u64,
+    /// Whether a passkey alone may sign in (`PASSKEY_SIGN_IN=on|off`).
+    pub passkey_sign_in: bool,
     /// Origins allowed cross-origin access (CORS); empty means CORS off.
     pub cors_origins: Vec<String>,
     /// Peers whose `X-Forwarded-For` is believed.
@@ -156,6 +161,8 @@ impl fmt::Debug for Settings {
             .field("rp_name", &self.rp_name)
             .field("challenge_ttl", &self.challenge_ttl)
             .field("challenge_capacity", &self.challenge_capacity)
+            .field("challenge_store_max_bytes", &self.challenge_store_max_bytes)
+            .field("passkey_sign_in", &self.passkey_sign_in)
             .field("cors_origins", &self.cors_origins)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("ip_rate_limit", &self.ip_rate_limit)
@@ -325,6 +332,23 @@ impl Settings {
                 100_000,
                 1..=100_000_000,
             )?,
+            challenge_store_max_bytes: parse_number(
+                &get,
+                "CHALLENGE_STORE_MAX_BYTES",
+                64 * 1024 * 1024,
+                64 * 1024..=1 << 40,
+            )?,
+            passkey_sign_in: match get("PASSKEY_SIGN_IN").map(|v| v.trim().to_ascii_lowercase()) {
+                None => true,
+                Some(v) if matches!(v.as_str(), "on" | "true" | "1" | "yes") => true,
+                Some(v) if matches!(v.as_str(), "off" | "false" | "0" | "no") => false,
+                Some(v) => {
+                    return Err(ConfigError {
+                        var: "PASSKEY_SIGN_IN",
+                        message: format!("`{v}` is not on or off"),
+                    })
+                }
+            },
             cors_origins: parse_origins(get("CORS_ORIGINS"))?,
             trusted_proxies: parse_networks(get("TRUSTED_PROXIES"))?,
             ip_rate_limit: RateLimit {
@@ -481,6 +505,13 @@ mod tests {
         assert!(s.signing_key_encryption.is_none());
         assert_eq!(s.key_activation_delay, Duration::from_secs(300));
         assert_eq!(s.key_poll_interval, Duration::from_secs(5));
+        assert!(s.passkey_sign_in);
+        assert_eq!(s.challenge_store_max_bytes, 64 * 1024 * 1024);
+        assert!(
+            !settings(&[("PASSKEY_SIGN_IN", "off")])
+                .unwrap()
+                .passkey_sign_in
+        );
     }
 
     #[test]
@@ -534,6 +565,8 @@ mod tests {
             ("SIGNING_KEY_ENCRYPTION_KEY", "too short"),
             ("KEY_ACTIVATION_DELAY_SECS", "soon"),
             ("KEY_POLL_SECS", "0"),
+            ("PASSKEY_SIGN_IN", "maybe"),
+            ("CHALLENGE_STORE_MAX_BYTES", "1"),
             ("DATABASE_URL", "mysql://x"),
             ("CORS_ORIGINS", "*"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),

@@ -166,13 +166,17 @@ pub enum AuthMethod {
     PasskeyStepUp,
     /// A recovery code used on top of a password login.
     RecoveryCode,
+    /// A user-verified passkey alone (a sign-in without a password).
+    PasskeySignIn,
 }
 
 impl AuthMethod {
     pub fn level(self) -> AuthLevel {
         match self {
             AuthMethod::Password => AuthLevel::Password,
-            AuthMethod::PasskeyStepUp | AuthMethod::RecoveryCode => AuthLevel::Full,
+            AuthMethod::PasskeyStepUp | AuthMethod::RecoveryCode | AuthMethod::PasskeySignIn => {
+                AuthLevel::Full
+            }
         }
     }
 
@@ -182,6 +186,7 @@ impl AuthMethod {
             AuthMethod::Password => &["pwd"],
             AuthMethod::PasskeyStepUp => &["pwd", "hwk"],
             AuthMethod::RecoveryCode => &["pwd", "otp"],
+            AuthMethod::PasskeySignIn => &["hwk"],
         };
         methods.iter().map(|m| (*m).to_owned()).collect()
     }

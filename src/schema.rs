@@ -25,6 +25,7 @@ diesel::table! {
         backup_state -> Bool,
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
+        discoverable -> Nullable<Bool>,
     }
 }
 

@@ -27,7 +27,7 @@ use crate::services::audit::Audit;
 use crate::services::auth::{AuthParts, AuthService};
 use crate::services::hashing::HashingPool;
 use crate::services::health::HealthService;
-use crate::services::passkeys::PasskeyService;
+use crate::services::passkeys::{DecoyVerifier, PasskeyService};
 use crate::services::passwords::{PasswordHasher, Passwords};
 use crate::services::rate_limit::RateLimiter;
 use crate::services::recovery::{RecoveryCodeHasher, RecoveryCodes};
@@ -233,34 +233,38 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
     }
     actix_web::rt::spawn(sessions.clone().run_background(resync));
 
+    let ceremonies = PasskeyService {
+        webauthn: Arc::new(webauthn),
+        users: users.clone(),
+        passkeys: passkeys.clone(),
+        challenges: challenges.clone(),
+        tokens: tokens.clone(),
+        clock: clock.clone(),
+        challenge_ttl: settings.challenge_ttl,
+        limiter: limiter.clone(),
+        audit: audit.clone(),
+        recovery: recovery.clone(),
+        step_up_max_age: settings.step_up_max_age,
+        decoy: Arc::new(DecoyVerifier::default()),
+    };
     Ok(AppState {
         auth: AuthService::new(AuthParts {
-            users: users.clone(),
-            passkeys: passkeys.clone(),
+            users,
+            passkeys,
             passwords: Passwords {
                 hasher: Arc::new(hasher),
                 pool: hashing,
             },
             tokens: tokens.clone(),
-            limiter: limiter.clone(),
-            audit: audit.clone(),
-            recovery: recovery.clone(),
-            sessions: sessions.clone(),
-            clock: clock.clone(),
-        }),
-        passkeys: PasskeyService {
-            webauthn: Arc::new(webauthn),
-            users,
-            passkeys,
-            challenges: challenges.clone(),
-            tokens: tokens.clone(),
-            clock: clock.clone(),
-            challenge_ttl: settings.challenge_ttl,
             limiter,
             audit,
             recovery,
-            step_up_max_age: settings.step_up_max_age,
-        },
+            sessions: sessions.clone(),
+            ceremonies: ceremonies.clone(),
+            clock: clock.clone(),
+        }),
+        passkeys: ceremonies,
+        passkey_sign_in: settings.passkey_sign_in,
         health: HealthService { db, challenges },
         tokens,
         step_up,
@@ -322,6 +326,7 @@ async fn shared_state(
             challenges: Arc::new(MokaChallengeStore::new(
                 settings.challenge_ttl,
                 settings.challenge_capacity,
+                settings.challenge_store_max_bytes,
             )),
             limits: Arc::new(MemoryRateLimitStore::new(
                 settings.ip_rate_limit,

@@ -15,6 +15,8 @@ use crate::services::tokens::TokenService;
 pub struct AppState {
     pub auth: AuthService,
     pub passkeys: PasskeyService,
+    /// `PASSKEY_SIGN_IN`: off makes the sign-in routes answer 404.
+    pub passkey_sign_in: bool,
     pub health: HealthService,
     pub tokens: Arc<TokenService>,
     pub step_up: StepUpPolicy,

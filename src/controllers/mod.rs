@@ -90,6 +90,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             resource("/passkeys/authenticate/verify")
                 .route(web::post().to(passkeys::verify_authentication)),
         )
+        .service(
+            resource("/passkeys/login/options").route(web::get().to(passkeys::sign_in_options)),
+        )
+        .service(resource("/passkeys/login/verify").route(web::post().to(passkeys::sign_in_verify)))
         .service(resource("/passkeys").route(web::get().to(passkeys::list)))
         .service(
             resource("/passkeys/{id}")

@@ -86,6 +86,31 @@ pub async fn verify_authentication(
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
+/// Public: options for a passkey sign-in (an empty `allowCredentials`).
+pub async fn sign_in_options(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+) -> Result<HttpResponse, ApiError> {
+    if !state.passkey_sign_in {
+        return Err(ApiError::NotFound("route"));
+    }
+    options_json(state.passkeys.start_sign_in(&client).await?)
+}
+
+/// Public: a passkey alone signs in, to a new session at the full level.
+pub async fn sign_in_verify(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    body: Result<JsonBody<PublicKeyCredential>, ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    if !state.passkey_sign_in {
+        return Err(ApiError::NotFound("route"));
+    }
+    let JsonBody(response) = body?;
+    let token = state.auth.sign_in_with_passkey(response, &client).await?;
+    Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
+}
+
 pub async fn list(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,

@@ -23,6 +23,8 @@ pub struct PasskeyRecord {
     pub backup_state: bool,
     pub created_at: NaiveDateTime,
     pub last_used_at: Option<NaiveDateTime>,
+    /// What the client reported through `credProps` (`None`: nothing).
+    pub discoverable: Option<bool>,
 }
 
 /// What a successful assertion changes, applied only if `sign_count` still

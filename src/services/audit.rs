@@ -39,6 +39,9 @@ pub enum EventKind {
     AccountDeleted,
     SessionEnded,
     RefreshTokenReused,
+    /// A passkey alone signed the user in (a new session).
+    PasskeySignIn,
+    PasskeySignInFailed,
 }
 
 impl EventKind {
@@ -47,6 +50,8 @@ impl EventKind {
             EventKind::Signup => "signup",
             EventKind::LoginSucceeded => "login_succeeded",
             EventKind::LoginFailed => "login_failed",
+            EventKind::PasskeySignIn => "passkey_sign_in",
+            EventKind::PasskeySignInFailed => "passkey_sign_in_failed",
             EventKind::PasskeyRegistered => "passkey_registered",
             EventKind::PasskeyRegistrationFailed => "passkey_registration_failed",
             EventKind::PasskeyVerified => "passkey_verified",
@@ -80,7 +85,8 @@ impl EventKind {
             | EventKind::RecoveryCodeUsed
             | EventKind::PasswordChanged
             | EventKind::AccountDeleted
-            | EventKind::SessionEnded => "success",
+            | EventKind::SessionEnded
+            | EventKind::PasskeySignIn => "success",
             EventKind::LoginFailed
             | EventKind::PasskeyRegistrationFailed
             | EventKind::PasskeyVerificationFailed
@@ -88,7 +94,8 @@ impl EventKind {
             | EventKind::RateLimited
             | EventKind::RecoveryCodeFailed
             | EventKind::PasswordChangeFailed
-            | EventKind::RefreshTokenReused => "failure",
+            | EventKind::RefreshTokenReused
+            | EventKind::PasskeySignInFailed => "failure",
         }
     }
 }

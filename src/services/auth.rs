@@ -8,6 +8,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::audit::{Audit, EventKind, EventPage};
+use super::passkeys::PasskeyService;
 use super::passwords::Passwords;
 use super::rate_limit::{Action, RateLimiter};
 use super::recovery::{IssuedCodes, RecoveryCodes};
@@ -18,6 +19,7 @@ use crate::clock::Clock;
 use crate::domain::{username_key, AuthMethod, ClientInfo, DisplayName, Password, Username};
 use crate::repositories::sessions::Ending;
 use crate::repositories::{PasskeyRepository, RepoError, UserRecord, UserRepository};
+use webauthn_rs::prelude::PublicKeyCredential;
 
 /// A user as clients see it.
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +66,7 @@ pub struct AuthService {
     audit: Audit,
     recovery: RecoveryCodes,
     sessions: SessionService,
+    ceremonies: PasskeyService,
     clock: Arc<dyn Clock>,
 }
 
@@ -77,6 +80,8 @@ pub struct AuthParts {
     pub audit: Audit,
     pub recovery: RecoveryCodes,
     pub sessions: SessionService,
+    /// The passkey ceremonies, for a passkey sign-in.
+    pub ceremonies: PasskeyService,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -91,6 +96,7 @@ impl AuthService {
             audit: parts.audit,
             recovery: parts.recovery,
             sessions: parts.sessions,
+            ceremonies: parts.ceremonies,
             clock: parts.clock,
         }
     }
@@ -184,6 +190,29 @@ impl AuthService {
             .start(user.id, grant.amr.clone(), now, client, event)
             .await?;
         self.session_token(&user.username, &session, grant)
+    }
+
+    /// A passkey alone signs in: a new session and a full-level token
+    /// (`amr: ["hwk"]`, `auth_time` now).
+    pub async fn sign_in_with_passkey(
+        &self,
+        response: PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
+        let signed_in = self.ceremonies.finish_sign_in(response, client).await?;
+        let now = self.clock.now();
+        let grant = Grant::new(AuthMethod::PasskeySignIn, now);
+        let event = self.audit.event(
+            EventKind::PasskeySignIn,
+            Some(signed_in.user_id),
+            client,
+            None,
+        );
+        let session = self
+            .sessions
+            .start(signed_in.user_id, grant.amr.clone(), now, client, event)
+            .await?;
+        self.session_token(&signed_in.username, &session, grant)
     }
 
     /// An access token of `session`, with its new refresh token.

@@ -83,6 +83,9 @@ impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(cause) => ServiceError::Unavailable(cause),
+            StoreError::Full => {
+                ServiceError::Unavailable("the challenge store is at its byte bound".into())
+            }
         }
     }
 }

@@ -9,12 +9,14 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 use uuid::Uuid;
 use webauthn_rs::prelude::{
-    CreationChallengeResponse, Credential, Passkey, PasskeyAuthentication, PasskeyRegistration,
-    PublicKeyCredential, RegisterPublicKeyCredential, RequestChallengeResponse, Webauthn,
-    WebauthnError,
+    AuthenticationResult, CreationChallengeResponse, Credential, DiscoverableAuthentication,
+    Passkey, PasskeyAuthentication, PasskeyRegistration, PublicKeyCredential,
+    RegisterPublicKeyCredential, RequestChallengeResponse, Webauthn, WebauthnError,
 };
+use webauthn_rs_proto::ResidentKeyRequirement;
 
 use super::audit::{Audit, EventKind};
 use super::rate_limit::{Action, RateLimiter};
@@ -37,6 +39,9 @@ pub struct PasskeySummary {
     pub transports: Vec<String>,
     pub backup_eligible: bool,
     pub backup_state: bool,
+    /// Whether the credential can sign in without a username (`credProps`);
+    /// `None` when the authenticator did not say.
+    pub discoverable: Option<bool>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
 }
@@ -50,6 +55,7 @@ impl From<PasskeyRecord> for PasskeySummary {
             transports: serde_json::from_str(&r.transports).unwrap_or_default(),
             backup_eligible: r.backup_eligible,
             backup_state: r.backup_state,
+            discoverable: r.discoverable,
             created_at: r.created_at.and_utc(),
             last_used_at: r.last_used_at.map(|t| t.and_utc()),
         }
@@ -75,6 +81,62 @@ struct PendingCeremony<S> {
     state: S,
 }
 
+/// The parts of a sign-in's clientDataJSON read before webauthn-rs checks
+/// it: the challenge finds the ceremony.
+#[derive(Deserialize)]
+struct SignInClientData {
+    #[serde(default)]
+    challenge: String,
+    #[serde(default, rename = "crossOrigin")]
+    cross_origin: bool,
+}
+
+/// webauthn-rs's challenges are 32 bytes (43 base64url characters); a
+/// longer one names no ceremony and is not looked up.
+const MAX_CHALLENGE_LEN: usize = 128;
+
+/// Who a passkey sign-in verified.
+#[derive(Debug, Clone)]
+pub struct SignedIn {
+    pub user_id: Uuid,
+    pub username: String,
+}
+
+/// The signature check an unknown credential gets instead of none, so that
+/// it answers in the time a wrong signature takes: an ECDSA P-256
+/// verification (what nearly every passkey uses) against a key no one holds.
+pub struct DecoyVerifier {
+    key: p256::ecdsa::VerifyingKey,
+}
+
+impl Default for DecoyVerifier {
+    fn default() -> Self {
+        let secret = p256::ecdsa::SigningKey::random(&mut rand::rngs::OsRng);
+        DecoyVerifier {
+            key: *secret.verifying_key(),
+        }
+    }
+}
+
+impl DecoyVerifier {
+    fn verify(&self, response: &PublicKeyCredential) {
+        use p256::ecdsa::signature::Verifier;
+        use sha2::Sha256;
+        let assertion = &response.response;
+        let mut message: Vec<u8> = assertion.authenticator_data.to_vec();
+        message.extend_from_slice(&Sha256::digest(&assertion.client_data_json[..]));
+        let signature = p256::ecdsa::Signature::from_der(&assertion.signature[..])
+            .or_else(|_| p256::ecdsa::Signature::from_der(&DECOY_SIGNATURE));
+        if let Ok(signature) = signature {
+            let _ = self.key.verify(&message, &signature);
+        }
+    }
+}
+
+/// A well-formed DER signature (r = s = 1), for a response whose signature
+/// does not even parse: it is checked all the same.
+const DECOY_SIGNATURE: [u8; 8] = [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01];
+
 /// The part of clientDataJSON webauthn-rs leaves unchecked on assertions.
 #[derive(Deserialize)]
 struct ClientDataFlags {
@@ -97,6 +159,8 @@ pub struct PasskeyService {
     pub recovery: RecoveryCodes,
     /// `STEP_UP_MAX_AGE_SECS`, named in a refusal.
     pub step_up_max_age: Duration,
+    /// What an unknown credential's sign-in is checked against.
+    pub decoy: Arc<DecoyVerifier>,
 }
 
 fn encode_id(bytes: &[u8]) -> String {
@@ -185,7 +249,7 @@ impl PasskeyService {
             .iter()
             .map(|r| stored_passkey(r).map(|pk| pk.cred_id().clone()))
             .collect::<Result<Vec<_>, _>>()?;
-        let (options, state) = self
+        let (mut options, state) = self
             .webauthn
             .start_passkey_registration(
                 caller.user_id,
@@ -194,6 +258,14 @@ impl PasskeyService {
                 Some(exclude),
             )
             .map_err(ServiceError::internal)?;
+        // webauthn-rs asks for a non-discoverable credential; ask for a
+        // discoverable one, so new passkeys can sign in without a username.
+        // Its verification takes either kind (the state requires none), and
+        // credProps (requested) tells which one came.
+        if let Some(selection) = options.public_key.authenticator_selection.as_mut() {
+            selection.resident_key = Some(ResidentKeyRequirement::Preferred);
+            selection.require_resident_key = false;
+        }
         self.put_ceremony(
             ChallengeKey::new(caller.user_id, Ceremony::Registration),
             &state,
@@ -264,6 +336,7 @@ impl PasskeyService {
             backup_state: credential.backup_state,
             created_at: self.clock.now().naive_utc(),
             last_used_at: None,
+            discoverable: response.extensions.cred_props.as_ref().and_then(|p| p.rk),
         };
         let event = self.audit.event(
             EventKind::PasskeyRegistered,
@@ -357,6 +430,7 @@ impl PasskeyService {
         let failure_kind = match ceremony {
             Ceremony::Registration => EventKind::PasskeyRegistrationFailed,
             Ceremony::Authentication => EventKind::PasskeyVerificationFailed,
+            Ceremony::SignIn => EventKind::PasskeySignInFailed,
         };
         let user_id = caller.user_id;
         let (kind, detail, error) = match outcome {
@@ -473,11 +547,35 @@ impl PasskeyService {
             .await
             .map_err(ServiceError::from)?
             .ok_or_else(|| failed("credential is not one of the caller's passkeys"))?;
-
-        let result = match self
+        let stored = stored_passkey(&record)?;
+        let result = self
             .webauthn
-            .finish_passkey_authentication(&response, &state)
-        {
+            .finish_passkey_authentication(&response, &state);
+        self.record_assertion(record, stored, result, user_id, client)
+            .await?;
+        Ok(self
+            .tokens
+            .issue(
+                &Subject::of(caller),
+                Grant::new(AuthMethod::PasskeyStepUp, self.clock.now()),
+                self.clock.now(),
+            )
+            .map_err(ServiceError::internal)?)
+    }
+
+    /// The rules every verified assertion passes, step-up or sign-in: the
+    /// counter policy (against the stored value: the ceremony state holds
+    /// the value from when the options were made) and its compare-and-set
+    /// update, the backup flags, the audit event.
+    async fn record_assertion(
+        &self,
+        record: PasskeyRecord,
+        mut passkey: Passkey,
+        verified: Result<AuthenticationResult, WebauthnError>,
+        user_id: Uuid,
+        client: &ClientInfo,
+    ) -> Result<(), Refusal> {
+        let result = match verified {
             Ok(result) => result,
             Err(WebauthnError::CredentialPossibleCompromise) => {
                 return Err(Refusal::CounterRegression {
@@ -486,9 +584,6 @@ impl PasskeyService {
             }
             Err(err) => return Err(failed(format!("{err:?}"))),
         };
-
-        // The counter policy, against the stored value (the ceremony state
-        // holds the value from when the options were made).
         let stored = record.sign_count;
         let presented = i64::from(result.counter());
         if (presented > 0 || stored > 0) && presented <= stored {
@@ -497,7 +592,6 @@ impl PasskeyService {
             });
         }
 
-        let mut passkey = stored_passkey(&record)?;
         passkey.update_credential(&result);
         let event = self.audit.event(
             EventKind::PasskeyVerified,
@@ -525,14 +619,151 @@ impl PasskeyService {
             return Err(failed("a concurrent assertion updated the counter first"));
         }
         self.audit.log(&event);
-        Ok(self
-            .tokens
-            .issue(
-                &Subject::of(caller),
-                Grant::new(AuthMethod::PasskeyStepUp, self.clock.now()),
-                self.clock.now(),
-            )
-            .map_err(ServiceError::internal)?)
+        Ok(())
+    }
+
+    /// Options for a passkey sign-in: no user yet, an empty
+    /// `allowCredentials` (the authenticator offers its discoverable
+    /// credentials), the state kept under its own challenge.
+    pub async fn start_sign_in(
+        &self,
+        client: &ClientInfo,
+    ) -> Result<RequestChallengeResponse, ServiceError> {
+        let limit = self
+            .limiter
+            .check_ip(Action::PasskeySignInOptions, client.ip)
+            .await;
+        self.audit
+            .on_limit(limit, None, client, Action::PasskeySignInOptions)
+            .await?;
+        let (mut options, state) = self
+            .webauthn
+            .start_discoverable_authentication()
+            .map_err(ServiceError::internal)?;
+        // webauthn-rs sets `mediation: conditional`; the page chooses it
+        // (autofill) or not (a button), so the answer is `publicKey` alone.
+        options.mediation = None;
+        let challenge = encode_id(options.public_key.challenge.as_ref());
+        self.put_ceremony(ChallengeKey::sign_in(&challenge), &state)
+            .await?;
+        Ok(options)
+    }
+
+    /// Verifies a sign-in assertion: the ceremony is found by the challenge
+    /// in `clientDataJSON`, the user by `userHandle`, the passkey by its id
+    /// among that user's. Every refusal is the same
+    /// [`ServiceError::PasskeyVerificationFailed`], and an unknown
+    /// credential costs a signature check as a known one does.
+    pub async fn finish_sign_in(
+        &self,
+        response: PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, ServiceError> {
+        // The bucket is named by a digest of the id: the id is the client's
+        // and may be long, the digest is 32 characters.
+        let credential_key: String = sha2::Sha256::digest(&response.raw_id[..])[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let limit = self
+            .limiter
+            .check(Action::PasskeySignIn, client.ip, &credential_key)
+            .await;
+        self.audit
+            .on_limit(limit, None, client, Action::PasskeySignIn)
+            .await?;
+        match self.sign_in(&response, client).await {
+            Ok(signed_in) => Ok(signed_in),
+            Err((_, Refusal::Service(err))) => Err(err),
+            Err((user_id, refusal)) => {
+                let (kind, detail) = match refusal {
+                    Refusal::CounterRegression { passkey_id } => {
+                        log::warn!("possible cloned authenticator: counter did not increase (user_id={user_id:?} passkey_id={passkey_id})");
+                        (EventKind::CounterRegression, passkey_id)
+                    }
+                    Refusal::Failed(reason) => {
+                        log::warn!("passkey sign-in failed (user_id={user_id:?}): {reason}");
+                        (EventKind::PasskeySignInFailed, reason)
+                    }
+                    Refusal::Exists | Refusal::Service(_) => {
+                        return Err(ServiceError::PasskeyVerificationFailed)
+                    }
+                };
+                self.audit
+                    .record(kind, user_id, client, Some(detail))
+                    .await?;
+                Err(ServiceError::PasskeyVerificationFailed)
+            }
+        }
+    }
+
+    /// The sign-in ceremony; a refusal names the user when one was found.
+    async fn sign_in(
+        &self,
+        response: &PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, (Option<Uuid>, Refusal)> {
+        let anonymous = |refusal: Refusal| (None, refusal);
+        let client_data: SignInClientData =
+            serde_json::from_slice(&response.response.client_data_json)
+                .map_err(|_| anonymous(failed("clientDataJSON is not JSON with a challenge")))?;
+        if client_data.challenge.is_empty() || client_data.challenge.len() > MAX_CHALLENGE_LEN {
+            return Err(anonymous(failed(
+                "clientDataJSON names no usable challenge",
+            )));
+        }
+        if client_data.cross_origin {
+            return Err(anonymous(failed("crossOrigin assertion")));
+        }
+        let state: DiscoverableAuthentication = self
+            .take_ceremony(ChallengeKey::sign_in(&client_data.challenge))
+            .await
+            .map_err(|err| match err {
+                ServiceError::ChallengeExpired => {
+                    anonymous(failed("no live sign-in ceremony for this challenge"))
+                }
+                other => anonymous(Refusal::Service(other)),
+            })?;
+        let user_id = response
+            .get_user_unique_id()
+            .and_then(|handle| Uuid::from_slice(handle).ok());
+        let record = match user_id {
+            Some(user_id) => self
+                .passkeys
+                .find_by_credential_for_user(user_id.to_string(), encode_id(&response.raw_id))
+                .await
+                .map_err(|e| anonymous(ServiceError::from(e).into()))?,
+            None => None,
+        };
+        let (Some(user_id), Some(record)) = (user_id, record) else {
+            // The same work as a wrong signature: a signature check. The
+            // refusal names no user: the handle may name no one.
+            self.decoy.verify(response);
+            let reason = if user_id.is_none() {
+                "no userHandle naming a user"
+            } else {
+                "credential is not one of that user's passkeys"
+            };
+            return Err((None, failed(reason)));
+        };
+        let named = |refusal: Refusal| (Some(user_id), refusal);
+        let passkey = stored_passkey(&record).map_err(|e| named(e.into()))?;
+        let verified = self
+            .webauthn
+            .finish_discoverable_authentication_v2(response, state, &passkey);
+        self.record_assertion(record, passkey, verified, user_id, client)
+            .await
+            .map_err(named)?;
+        let user = self
+            .users
+            .find_by_id(user_id.to_string())
+            .await
+            .map_err(|e| named(ServiceError::from(e).into()))?
+            .ok_or_else(|| named(failed("the user is gone")))?;
+        Ok(SignedIn {
+            user_id,
+            username: user.username,
+        })
     }
 
     pub async fn list(&self, caller: &Principal) -> Result<Vec<PasskeySummary>, ServiceError> {

@@ -33,6 +33,10 @@ pub enum Action {
     PasskeyAuthentication,
     RecoveryCode,
     PasswordChange,
+    /// Public: options for a passkey sign-in (per client IP only).
+    PasskeySignInOptions,
+    /// Public: a passkey sign-in verify (per client IP and credential id).
+    PasskeySignIn,
 }
 
 impl Action {
@@ -44,6 +48,8 @@ impl Action {
             Action::PasskeyAuthentication => "passkey_authenticate",
             Action::RecoveryCode => "recovery_code",
             Action::PasswordChange => "password_change",
+            Action::PasskeySignInOptions => "passkey_signin_options",
+            Action::PasskeySignIn => "passkey_signin",
         }
     }
 }
@@ -118,6 +124,17 @@ impl RateLimiter {
                 "rate limited: action={} ip={ip} account={account}",
                 action.as_str()
             );
+            return Err(limited(wait));
+        }
+        Ok(())
+    }
+
+    /// Takes one request of `action` for the client IP alone (a public
+    /// route that names no account).
+    pub async fn check_ip(&self, action: Action, ip: IpAddr) -> Result<(), ServiceError> {
+        let [by_ip, _] = buckets(action, ip, "");
+        if let Some(wait) = self.store.take(std::slice::from_ref(&by_ip), true).await? {
+            log::warn!("rate limited: action={} ip={ip}", action.as_str());
             return Err(limited(wait));
         }
         Ok(())

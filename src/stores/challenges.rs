@@ -1,8 +1,9 @@
 //! Where WebAuthn ceremony state waits between options and verify.
 //!
-//! The store holds opaque bytes under a (user, ceremony) key for a bounded
-//! time; `take` removes the entry atomically, so each challenge serves at most
-//! one verify attempt. The passkey service serializes the webauthn-rs state
+//! The store holds opaque bytes under a (user, ceremony) key, or, for a
+//! passkey sign-in (no user yet), under the challenge itself, for a bounded
+//! time; `take` removes the entry atomically, so each challenge serves at
+//! most one verify attempt. The passkey service serializes the webauthn-rs state
 //! and its expiry into those bytes, so another store (Redis, for state shared
 //! across nodes) can be added without touching the service.
 
@@ -19,6 +20,8 @@ use super::StoreError;
 pub enum Ceremony {
     Registration,
     Authentication,
+    /// A passkey sign-in: no user until the verify names one.
+    SignIn,
 }
 
 impl Ceremony {
@@ -26,26 +29,58 @@ impl Ceremony {
         match self {
             Ceremony::Registration => "register",
             Ceremony::Authentication => "authenticate",
+            Ceremony::SignIn => "signin",
         }
     }
 }
 
-/// A challenge belongs to one user and one kind of ceremony.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A challenge belongs to one user and one kind of ceremony, or (a sign-in)
+/// is found by the challenge itself.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ChallengeKey {
-    pub user_id: Uuid,
+    owner: Owner,
     pub ceremony: Ceremony,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Owner {
+    User(Uuid),
+    /// The challenge, base64url as in `clientDataJSON`.
+    Challenge(String),
 }
 
 impl ChallengeKey {
     pub fn new(user_id: Uuid, ceremony: Ceremony) -> Self {
-        ChallengeKey { user_id, ceremony }
+        ChallengeKey {
+            owner: Owner::User(user_id),
+            ceremony,
+        }
+    }
+
+    /// The key of a sign-in ceremony: its challenge (base64url).
+    pub fn sign_in(challenge: &str) -> Self {
+        ChallengeKey {
+            owner: Owner::Challenge(challenge.to_owned()),
+            ceremony: Ceremony::SignIn,
+        }
+    }
+
+    /// Bytes the key takes in memory (for the store's byte bound).
+    fn weight(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + match &self.owner {
+                Owner::User(_) => 0,
+                Owner::Challenge(c) => c.len(),
+            }
     }
 }
 
 impl std::fmt::Display for ChallengeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "challenge:{}:{}", self.ceremony.as_str(), self.user_id)
+        match &self.owner {
+            Owner::User(user_id) => write!(f, "challenge:{}:{user_id}", self.ceremony.as_str()),
+            Owner::Challenge(c) => write!(f, "challenge:{}:{c}", self.ceremony.as_str()),
+        }
     }
 }
 
@@ -63,19 +98,37 @@ pub trait ChallengeStore: Send + Sync {
     }
 }
 
-/// The embedded default: an in-process moka cache, bounded in entries and
-/// time, so a flood of options requests cannot grow memory without limit.
+/// Bytes moka itself spends per entry, beyond key and value (its node,
+/// the hash table slot, the frequency sketch), roughly.
+const ENTRY_OVERHEAD: usize = 128;
+
+/// The embedded default: an in-process moka cache, bounded in bytes, in
+/// entries and in time, so a flood of options requests cannot grow memory
+/// past `max_bytes`.
+///
+/// Each entry weighs its bytes, and at least `max_bytes / capacity`, so
+/// the one weighted bound is both a byte bound and an entry bound. Past
+/// nine tenths of it, new challenges are refused ([`StoreError::Full`], a
+/// 503) rather than evicting the ones people are using; moka's own
+/// eviction at the bound is the backstop.
 pub struct MokaChallengeStore {
     cache: moka::sync::Cache<ChallengeKey, Vec<u8>>,
+    max_bytes: u64,
 }
 
 impl MokaChallengeStore {
-    pub fn new(ttl: Duration, capacity: u64) -> Self {
+    pub fn new(ttl: Duration, capacity: u64, max_bytes: u64) -> Self {
+        let floor = (max_bytes / capacity.max(1)).max(1);
         MokaChallengeStore {
             cache: moka::sync::Cache::builder()
-                .max_capacity(capacity)
+                .max_capacity(max_bytes)
+                .weigher(move |key: &ChallengeKey, value: &Vec<u8>| {
+                    let bytes = (key.weight() + value.capacity() + ENTRY_OVERHEAD) as u64;
+                    u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
+                })
                 .time_to_live(ttl)
                 .build(),
+            max_bytes,
         }
     }
 
@@ -83,6 +136,12 @@ impl MokaChallengeStore {
     pub fn len(&self) -> u64 {
         self.cache.run_pending_tasks();
         self.cache.entry_count()
+    }
+
+    /// The weight held, in bytes (after pending evictions run).
+    pub fn weighted_bytes(&self) -> u64 {
+        self.cache.run_pending_tasks();
+        self.cache.weighted_size()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -93,6 +152,13 @@ impl MokaChallengeStore {
 #[async_trait]
 impl ChallengeStore for MokaChallengeStore {
     async fn put(&self, key: ChallengeKey, state: Vec<u8>) -> Result<(), StoreError> {
+        // moka counts weight as it applies its pending writes, so they are
+        // applied first: a figure a batch behind would admit challenges
+        // that the bound then drops silently.
+        self.cache.run_pending_tasks();
+        if self.cache.weighted_size() >= self.max_bytes / 10 * 9 {
+            return Err(StoreError::Full);
+        }
         self.cache.insert(key, state);
         Ok(())
     }
@@ -120,7 +186,7 @@ impl ChallengeStore for RedisChallengeStore {
     async fn put(&self, key: ChallengeKey, state: Vec<u8>) -> Result<(), StoreError> {
         let mut conn = self.redis.conn.clone();
         let ttl_ms = self.ttl.as_millis().max(1) as u64;
-        conn.pset_ex::<_, _, ()>(self.redis.key(key), state, ttl_ms)
+        conn.pset_ex::<_, _, ()>(self.redis.key(&key), state, ttl_ms)
             .await
             .map_err(unavailable)
     }
@@ -145,7 +211,7 @@ mod tests {
 
     #[actix_web::test]
     async fn take_is_single_use_and_per_ceremony() {
-        let store = MokaChallengeStore::new(Duration::from_secs(60), 100);
+        let store = MokaChallengeStore::new(Duration::from_secs(60), 100, 1 << 20);
         store
             .put(key(Ceremony::Registration), b"reg".to_vec())
             .await
@@ -166,21 +232,49 @@ mod tests {
 
     #[actix_web::test]
     async fn a_new_challenge_replaces_the_old_one() {
-        let store = MokaChallengeStore::new(Duration::from_secs(60), 100);
+        let store = MokaChallengeStore::new(Duration::from_secs(60), 100, 1 << 20);
         let k = key(Ceremony::Authentication);
-        store.put(k, b"first".to_vec()).await.unwrap();
-        store.put(k, b"second".to_vec()).await.unwrap();
+        store.put(k.clone(), b"first".to_vec()).await.unwrap();
+        store.put(k.clone(), b"second".to_vec()).await.unwrap();
         assert_eq!(store.take(&k).await.unwrap(), Some(b"second".to_vec()));
     }
 
     #[actix_web::test]
     async fn capacity_bounds_the_entries() {
-        let store = MokaChallengeStore::new(Duration::from_secs(60), 50);
+        let store = MokaChallengeStore::new(Duration::from_secs(60), 50, 1 << 20);
         for _ in 0..1_000 {
             let k = ChallengeKey::new(Uuid::new_v4(), Ceremony::Registration);
-            store.put(k, vec![0; 16]).await.unwrap();
+            let _ = store.put(k, vec![0; 16]).await;
         }
         assert!(store.len() <= 50, "{} entries", store.len());
+    }
+
+    #[actix_web::test]
+    async fn bytes_bound_the_store_and_a_full_store_refuses() {
+        let max = 256 * 1024;
+        let store = MokaChallengeStore::new(Duration::from_secs(60), 1_000_000, max);
+        let mut refused = 0;
+        for i in 0..2_000 {
+            let k = ChallengeKey::sign_in(&format!("challenge-{i}"));
+            if let Err(StoreError::Full) = store.put(k, vec![0; 1024]).await {
+                refused += 1;
+            }
+        }
+        assert!(
+            store.weighted_bytes() <= max,
+            "{} bytes",
+            store.weighted_bytes()
+        );
+        assert!(refused > 1_000, "only {refused} refused");
+        // What was admitted is still there to be taken.
+        assert_eq!(
+            store
+                .take(&ChallengeKey::sign_in("challenge-0"))
+                .await
+                .unwrap()
+                .map(|v| v.len()),
+            Some(1024)
+        );
     }
 
     #[test]
@@ -189,6 +283,10 @@ mod tests {
         assert_eq!(
             k.to_string(),
             "challenge:authenticate:00000000-0000-0000-0000-000000000000"
+        );
+        assert_eq!(
+            ChallengeKey::sign_in("q9A_x").to_string(),
+            "challenge:signin:q9A_x"
         );
     }
 }

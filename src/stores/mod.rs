@@ -13,4 +13,7 @@ pub mod sessions;
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store holds as much as it may (its byte bound).
+    #[error("store full")]
+    Full,
 }

@@ -22,6 +22,7 @@ pub(super) fn unavailable(err: redis::RedisError) -> StoreError {
 /// | key | type | written by |
 /// |---|---|---|
 /// | `challenge:CEREMONY:USER` | string, TTL = challenge lifetime | [`super::challenges`] |
+/// | `challenge:signin:CHALLENGE` | string, TTL = challenge lifetime (a passkey sign-in, found by its challenge) | [`super::challenges`] |
 /// | `rate:ACTION:ip:IP`, `rate:ACTION:account:ACCOUNT` | string (GCRA arrival time, ms), TTL = refill time | [`super::rate_limits`] |
 /// | `login-failures:ACCOUNT:IP` | hash `count`, `last`; TTL = tally lifetime | [`super::rate_limits`] |
 /// | `sessions:ended` | pub/sub channel: ids of sessions just ended | [`super::sessions`] |

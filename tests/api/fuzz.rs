@@ -1,7 +1,8 @@
 //! Property-based input hardening (proptest): arbitrary bytes and JSON at
 //! every body route (the account routes `/auth/password`, `/auth/recovery`
 //! and `/auth/recovery-codes` and the public `/auth/refresh` included),
-//! mutated WebAuthn responses, arbitrary paths, methods and headers
+//! mutated WebAuthn responses (the public passkey sign-in's too), arbitrary
+//! paths, methods and headers
 //! (`DELETE /auth/me`, the account routes, `/auth/logout` and the session
 //! routes `/auth/sessions` and `/auth/sessions/{id}` among them), typed
 //! recovery codes near the real ones, and hostile usernames and display
@@ -262,6 +263,69 @@ async fn mutated_assertions_are_refused() {
             }
             Ok(())
         });
+    })
+    .await;
+    assert_still_healthy(&app).await;
+}
+
+/// 3c. Real sign-in assertions (`POST /passkeys/login/verify`, no token)
+/// with one field mutated: refused with 400/401 (never 5xx, never 409), and
+/// accepted only when every signed part, the credential id and the user
+/// handle (which names the user, so a sign-in needs it) are intact.
+#[actix_web::test]
+async fn mutated_sign_in_assertions_are_refused() {
+    let app = spawn_app().await;
+    let base = app.base.clone();
+    on_blocking_thread(move || {
+        let api = Api::new(&base);
+        let token = api.new_user().1;
+        let mut authenticator = TestAuthenticator::new();
+        api.register_passkey(&token, &mut authenticator);
+
+        let authenticator = RefCell::new(authenticator);
+        let sign_in =
+            |body: &Value| api.call(Method::POST, "/passkeys/login/verify", None, Some(body));
+        // Control: the unmutated assertion signs in.
+        let options = api
+            .ok(Method::GET, "/passkeys/login/options", None)
+            .unwrap();
+        let control = authenticator
+            .borrow_mut()
+            .authenticate(&options, ORIGIN)
+            .unwrap();
+        let answer = sign_in(&control).unwrap();
+        assert_eq!(answer.status, 200, "control: {}", answer.text());
+
+        run_property(
+            "mutated sign-in assertion",
+            128,
+            arb_mutation(),
+            |mutation| {
+                let options = api.ok(Method::GET, "/passkeys/login/options", None)?;
+                let original = authenticator
+                    .borrow_mut()
+                    .authenticate(&options, ORIGIN)
+                    .map_err(TestCaseError::fail)?;
+                let mut body = original.clone();
+                mutation.apply(&mut body, &ASSERTION);
+                let handle = binary_field(&body, "/response/userHandle");
+                let intact = assertion_signed_parts_intact(&original, &body)
+                    && handle.is_some()
+                    && handle == binary_field(&original, "/response/userHandle");
+                let answer = sign_in(&body)?;
+                if answer.status == 200 {
+                    prop_assert!(intact, "sign-in accepted with altered data:\n{body:#}");
+                } else {
+                    prop_assert!(
+                        matches!(answer.status, 400 | 401),
+                        "mutated sign-in answered {}: {}",
+                        answer.status,
+                        answer.text()
+                    );
+                }
+                Ok(())
+            },
+        );
     })
     .await;
     assert_still_healthy(&app).await;
@@ -1471,6 +1535,9 @@ impl Api {
         if let BodyRoute::Refresh = route {
             return self.check_refresh_body(session, body, answer);
         }
+        if let BodyRoute::SignInVerify = route {
+            return check_sign_in_body(body, answer);
+        }
         if !route.is_account_route() {
             return Ok(());
         }
@@ -1966,6 +2033,21 @@ fn bearer(token: &str) -> HeaderValue {
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The answer is the problem `status` with `code`.
+/// `POST /passkeys/login/verify` (public): whatever the Authorization
+/// header, no generated body is a signed assertion, so the answer is 413
+/// over the limit, else 400 `invalid_request` (a body that is no
+/// `AuthenticationResponseJSON`) or 401 `passkey_verification_failed`;
+/// never 200.
+fn check_sign_in_body(body: &[u8], answer: &Answer) -> TestCaseResult {
+    if body.len() > MAX_BODY_BYTES {
+        return expect_problem(answer, 413, "payload_too_large");
+    }
+    match answer.status {
+        400 => expect_problem(answer, 400, "invalid_request"),
+        _ => expect_problem(answer, 401, "passkey_verification_failed"),
+    }
+}
+
 fn expect_problem(answer: &Answer, status: u16, code: &str) -> TestCaseResult {
     prop_assert!(
         answer.status == status && answer.json()["code"] == code,
@@ -2147,10 +2229,12 @@ enum BodyRoute {
     RecoveryCodes,
     /// `POST /auth/refresh` (public).
     Refresh,
+    /// `POST /passkeys/login/verify` (public): a passkey sign-in.
+    SignInVerify,
 }
 
 impl BodyRoute {
-    const ALL: [BodyRoute; 9] = [
+    const ALL: [BodyRoute; 10] = [
         BodyRoute::Signup,
         BodyRoute::Login,
         BodyRoute::RegisterVerify,
@@ -2160,6 +2244,7 @@ impl BodyRoute {
         BodyRoute::Password,
         BodyRoute::RecoveryCodes,
         BodyRoute::Refresh,
+        BodyRoute::SignInVerify,
     ];
 
     /// The routes whose answers [`Api::check_account_route`] checks exactly.
@@ -2190,6 +2275,7 @@ impl BodyRoute {
             BodyRoute::Password => "/auth/password".into(),
             BodyRoute::RecoveryCodes => "/auth/recovery-codes".into(),
             BodyRoute::Refresh => "/auth/refresh".into(),
+            BodyRoute::SignInVerify => "/passkeys/login/verify".into(),
         }
     }
 
@@ -2197,6 +2283,7 @@ impl BodyRoute {
         match self {
             BodyRoute::RegisterVerify => Some("/passkeys/register/options"),
             BodyRoute::AuthenticateVerify => Some("/passkeys/authenticate/options"),
+            BodyRoute::SignInVerify => Some("/passkeys/login/options"),
             _ => None,
         }
     }
@@ -2207,7 +2294,7 @@ impl BodyRoute {
             BodyRoute::Signup => &["username", "password", "displayName"],
             BodyRoute::Login => &["username", "password"],
             BodyRoute::RegisterVerify => REGISTRATION_NAMES,
-            BodyRoute::AuthenticateVerify => ASSERTION_NAMES,
+            BodyRoute::AuthenticateVerify | BodyRoute::SignInVerify => ASSERTION_NAMES,
             BodyRoute::Rename => &["nickname"],
             BodyRoute::Recovery => &["code"],
             BodyRoute::Password => &["currentPassword", "newPassword"],
@@ -2231,7 +2318,7 @@ impl BodyRoute {
                 "response": {"clientDataJSON": "e30", "attestationObject": "oA", "transports": ["internal"]},
                 "clientExtensionResults": {}, "authenticatorAttachment": "platform", "nickname": "Fuzz",
             }),
-            BodyRoute::AuthenticateVerify => json!({
+            BodyRoute::AuthenticateVerify | BodyRoute::SignInVerify => json!({
                 "id": "AAEC", "rawId": "AAEC", "type": "public-key",
                 "response": {"clientDataJSON": "e30", "authenticatorData": "AA", "signature": "MAA", "userHandle": "AA"},
                 "clientExtensionResults": {},
@@ -3163,6 +3250,8 @@ const ROUTE_PATHS: &[&str] = &[
     "/auth/refresh",
     "/auth/logout",
     "/auth/sessions",
+    "/passkeys/login/options",
+    "/passkeys/login/verify",
 ];
 
 /// The session routes, with the ids of held sessions (and of the one ended

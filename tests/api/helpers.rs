@@ -608,3 +608,32 @@ pub fn www_authenticate(res: &Response) -> Option<String> {
         .get("www-authenticate")
         .map(|v| v.to_str().unwrap().to_owned())
 }
+
+/// Passkey sign-in (`/passkeys/login/*`): public routes, no token.
+impl TestApp {
+    /// `GET /passkeys/login/options` without a token; asserts 200.
+    pub async fn sign_in_options(&self) -> Value {
+        let res = self.get("/passkeys/login/options", None).await;
+        assert_eq!(res.status(), 200, "sign-in options");
+        res.json().await.unwrap()
+    }
+
+    /// `POST /passkeys/login/verify` with `body`, without a token.
+    pub async fn sign_in_verify(&self, body: &Value) -> Response {
+        self.post_json("/passkeys/login/verify", body, None).await
+    }
+
+    /// A whole passkey sign-in with `authenticator` (which sends the user
+    /// handle it registered with); returns the token response.
+    pub async fn sign_in_with_passkey(&self, authenticator: &mut TestAuthenticator) -> Value {
+        let options = self.sign_in_options().await;
+        let response = authenticator
+            .authenticate(&options, ORIGIN)
+            .expect("authenticator asserts");
+        let res = self.sign_in_verify(&response).await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 200, "sign-in verify: {body}");
+        body
+    }
+}

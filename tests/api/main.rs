@@ -22,5 +22,6 @@ mod resilience;
 mod resource_server;
 mod routes;
 mod sessions;
+mod sign_in;
 mod stepup;
 mod tokens;

@@ -697,6 +697,7 @@ async fn passkey_summaries_never_show_key_material(backend: Backend) {
             "backupState",
             "createdAt",
             "credentialId",
+            "discoverable",
             "id",
             "lastUsedAt",
             "nickname",

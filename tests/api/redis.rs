@@ -200,3 +200,55 @@ async fn a_lost_redis_gives_quick_503s_and_the_server_recovers() {
     assert!(options["publicKey"]["challenge"].is_string());
     assert_eq!(app.get("/readyz", None).await.status(), 200);
 }
+
+/// A passkey sign-in across nodes: options from node A, verify at node B
+/// (the challenge is in Redis, keyed by itself), and the challenge is then
+/// spent on A too.
+#[actix_web::test]
+async fn a_sign_in_started_on_one_node_finishes_on_another_once() {
+    let url = needs_redis!();
+    let (app, prefix) = spawn_on_redis(&url, &[]).await;
+    let node_b = app.another_node(&[]).await.expect("node B starts");
+    let user = app.new_user().await;
+    let mut device = TestAuthenticator::discoverable();
+    app.register_passkey(&user.token, &mut device).await;
+
+    let options = app.sign_in_options().await;
+    let challenge = options["publicKey"]["challenge"].as_str().unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let key = format!("{prefix}challenge:signin:{challenge}");
+    let ttl_ms: i64 = conn.pttl(&key).await.unwrap();
+    assert!((1..=300_000).contains(&ttl_ms), "{key}: PTTL {ttl_ms}");
+
+    let response = device.authenticate(&options, ORIGIN).unwrap();
+    let res = app
+        .client
+        .post(node_b.url("/passkeys/login/verify"))
+        .json(&response)
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(status, 200, "verify on node B: {answer}");
+    assert_eq!(answer["authLevel"], "full");
+    let token = answer["accessToken"].as_str().unwrap();
+    assert_eq!(claims(token)["amr"], json!(["hwk"]));
+    let exists: bool = conn.exists(&key).await.unwrap();
+    assert!(!exists, "the challenge is gone once used");
+
+    // Node A sees the challenge spent, and honours node B's session.
+    let res = app.sign_in_verify(&response).await;
+    assert_verification_failed(res).await;
+    assert_eq!(app.get("/protected/full", Some(token)).await.status(), 200);
+    // Node B refuses a replay too.
+    let res = app
+        .client
+        .post(node_b.url("/passkeys/login/verify"))
+        .json(&response)
+        .send()
+        .await
+        .unwrap();
+    assert_verification_failed(res).await;
+}

@@ -84,6 +84,9 @@ pub struct TestAuthenticator {
     user_handle: Option<String>,
     backup_eligible: bool,
     backup_state: bool,
+    /// What registrations report as `clientExtensionResults.credProps.rk`;
+    /// `None` leaves `credProps` out.
+    cred_props_rk: Option<bool>,
 }
 
 impl Default for TestAuthenticator {
@@ -118,7 +121,24 @@ impl TestAuthenticator {
             user_handle: None,
             backup_eligible: false,
             backup_state: false,
+            cred_props_rk: Some(false),
         }
+    }
+
+    /// A fresh authenticator that makes discoverable credentials (resident
+    /// keys) and says so: registrations report `credProps.rk = true`.
+    pub fn discoverable() -> Self {
+        let mut authenticator = Self::new();
+        authenticator.set_cred_props_rk(Some(true));
+        authenticator
+    }
+
+    /// What later registrations report in `clientExtensionResults`:
+    /// `Some(rk)` sends `{"credProps": {"rk": rk}}`, `None` sends `{}` (an
+    /// authenticator or browser that does not say). The default is
+    /// `Some(false)`.
+    pub fn set_cred_props_rk(&mut self, rk: Option<bool>) {
+        self.cred_props_rk = rk;
     }
 
     /// A copy of this device: same key, same credential id, same counter and user handle.
@@ -276,7 +296,10 @@ impl TestAuthenticator {
             "rawId": b64(&presented_id),
             "type": "public-key",
             "authenticatorAttachment": "platform",
-            "clientExtensionResults": { "credProps": { "rk": false } },
+            "clientExtensionResults": match self.cred_props_rk {
+                Some(rk) => json!({ "credProps": { "rk": rk } }),
+                None => json!({}),
+            },
             "response": {
                 "clientDataJSON": b64(&client_data_json),
                 "attestationObject": b64(&attestation_object),
