@@ -1,5 +1,6 @@
-// Passkey demo page: password login, passkey registration and step-up,
-// passkey management and protected routes, following the HTTP contract
+// Passkey demo page: password login, passkey sign-in (a button, and the
+// browser's autofill through conditional mediation), passkey registration and
+// step-up, passkey management and protected routes, following the HTTP contract
 // (API.md). No framework, no build step and nothing inline, so a strict CSP
 // (default-src 'self') works.
 'use strict';
@@ -7,7 +8,8 @@
 // The page keeps both tokens: the password-level one from login, and the
 // full-level one from passkey verification. The full one is used while it is
 // live; when it expires the page falls back to the password one and asks for
-// the passkey again.
+// the passkey again. A passkey sign-in gives a full-level token (and a
+// refresh token) with no password-level one: refreshing it later gives one.
 const STORAGE_KEYS = {
   password: 'passkeyDemo.passwordToken',
   full: 'passkeyDemo.fullToken',
@@ -54,6 +56,13 @@ const state = {
   sessions: null,     // last GET /auth/sessions answer (null = not loaded)
   sessionEnded: null, // why this page lost its session (shown until the next login), or null
   lastCheck: 0,       // when the session list was last reloaded quietly (tab shown again)
+  // The pending conditional-mediation request (passkeys offered in the login
+  // username field's autofill) while logged out: { controller, phase, call, timer }.
+  conditional: null,
+  // A conditional request that ended by itself (the browser refused it, or
+  // the passkey picked from it did not sign in) is not started again until
+  // the person does something: some browsers end it at once, every time.
+  conditionalHold: false,
 };
 
 const webauthnAvailable = typeof window.PublicKeyCredential === 'function';
@@ -164,13 +173,42 @@ class WebAuthnError extends Error {
 }
 
 // The person pressed the page's Cancel button (or Escape) during a passkey prompt.
+const CANCELLED_TEXT = {
+  create: 'Passkey prompt was cancelled: no passkey was registered. You can try again at any time.',
+  get: 'Passkey prompt was cancelled: your access level is unchanged. You can try again at any time.',
+  signin: 'Passkey prompt was cancelled: you are not signed in. Try again, or log in with your password.',
+};
+
 class CancelledError extends Error {
   constructor(kind) {
-    super(kind === 'create'
-      ? 'Passkey prompt was cancelled: no passkey was registered. You can try again at any time.'
-      : 'Passkey prompt was cancelled: your access level is unchanged. You can try again at any time.');
+    super(CANCELLED_TEXT[kind] || CANCELLED_TEXT.get);
     this.name = 'CancelledError';
+    this.kind = kind;
     this.code = 'cancelled';
+  }
+}
+
+// The server did not accept the passkey picked for a sign-in (401
+// passkey_verification_failed): not one of an account's passkeys here, a
+// passkey registered before passkey sign-in existed, or a stale challenge.
+class PasskeySignInError extends Error {
+  constructor(cause) {
+    super('This passkey could not sign you in: use your password, or a passkey registered for sign-in.'
+      + (cause && cause.code ? ` (code: ${cause.code}, HTTP ${cause.status})` : ''));
+    this.name = 'PasskeySignInError';
+    this.code = (cause && cause.code) || 'passkey_verification_failed';
+    this.status = (cause && cause.status) || 401;
+  }
+}
+
+// The browser's sign-in prompt ended without a passkey (NotAllowedError).
+class NoPasskeyError extends Error {
+  constructor() {
+    super('No passkey signed you in: the prompt was cancelled or timed out, or this device holds no passkey for this '
+      + 'site that signs in without a username (a passkey for step-up only cannot). Log in with your password, '
+      + 'or try again.');
+    this.name = 'NoPasskeyError';
+    this.code = 'NotAllowedError';
   }
 }
 
@@ -186,6 +224,7 @@ const CODE_HINTS = {
   username_taken: 'Pick another username, or log in.',
   invalid_recovery_code: 'Check the code; each one works only once.',
   reauthentication_required: 'Verify again, then repeat the change.',
+  passkey_verification_failed: 'Use your password, or a passkey registered for sign-in.',
 };
 
 function describeWebAuthnException(err) {
@@ -353,6 +392,8 @@ function credentialToJSON(credential) {
 // CancelledError.
 async function runCeremony(kind, call) {
   if (!webauthnAvailable) throw new Error('Passkeys (WebAuthn) are not available in this browser.');
+  // A browser runs one WebAuthn request at a time: the autofill one steps aside.
+  await stopConditional();
   const controller = new AbortController();
   state.ceremony = { controller, kind };
   renderCeremony();
@@ -517,7 +558,10 @@ function scheduleRefresh() {
     return;
   }
   const now = Date.now();
-  const c = state.tokens.password && state.tokens.password.claims;
+  // After a passkey sign-in only the full-level token is there: renewing
+  // before it expires gives the password-level one to fall back to.
+  const held = state.tokens.password || state.tokens.full;
+  const c = held && held.claims;
   if (!c || typeof c.exp !== 'number') {
     state.refresh.nextAt = now; // a refresh token without its access token: get one now
     return;
@@ -789,12 +833,14 @@ function renderSession() {
   else if (expired && state.refreshToken) status = `The access token of ${c.username || '?'} expired: renewing it…`;
   else if (expired) status = `The session of ${c.username || '?'} has expired: log in again.`;
   else if (level === 'full') {
-    status = Array.isArray(c.amr) && c.amr.includes('otp')
-      ? 'Logged in with a password and a recovery code.'
-      : 'Logged in with a password and a passkey.';
+    if (passkeyOnly(c)) status = 'Signed in with a passkey.';
+    else if (Array.isArray(c.amr) && c.amr.includes('otp')) status = 'Logged in with a password and a recovery code.';
+    else status = 'Logged in with a password and a passkey.';
   }
   else if (level === 'password' && state.stepUpLost) {
     status = 'The full-level token expired: verify with your passkey again.';
+  } else if (level === 'password' && passkeyOnly(c)) {
+    status = 'Signed in with a passkey, now at password level: verify with your passkey again for the full level.';
   } else if (level === 'password') status = 'Logged in with a password only.';
   $('session-status').textContent = status;
   $('session-status').classList.toggle('expired', (expired && !state.refreshToken) || (!shown && Boolean(state.sessionEnded)));
@@ -810,6 +856,12 @@ function renderSession() {
   $('claim-kid').textContent = header && header.kid ? `${header.kid} (${header.alg})` : '—';
   $('claim-iat').textContent = shown && c.iat ? formatDate(c.iat) : '—';
   renderExpiry();
+}
+
+// A passkey sign-in: amr ["hwk"], no password (a refresh keeps the amr).
+function passkeyOnly(claims) {
+  return Boolean(claims) && Array.isArray(claims.amr) && claims.amr.length > 0
+    && claims.amr.every((method) => method === 'hwk');
 }
 
 function renderMe() {
@@ -862,6 +914,7 @@ function renderPasskeyItem(passkey) {
   const transports = Array.isArray(passkey.transports) && passkey.transports.length
     ? passkey.transports.join(', ') : '—';
   const facts = [
+    ['Sign-in', signInText(passkey.discoverable)],
     ['Credential ID', passkey.credentialId || '—'],
     ['Transports', transports],
     ['Backup', `${passkey.backupEligible ? 'eligible' : 'not eligible'}, ${passkey.backupState ? 'backed up' : 'not backed up'}`],
@@ -884,10 +937,19 @@ function renderPasskeyItem(passkey) {
       textContent: 'Delete', dataset: { passkeyId: id, nickname: passkey.nickname || '' }, attrs: { 'aria-label': `Delete passkey ${name}` },
     }));
 
-  return h('li', { id: domId, className: 'passkey-item', dataset: { passkeyId: id } },
+  return h('li', { id: domId, className: 'passkey-item', dataset: { passkeyId: id, discoverable: String(passkey.discoverable ?? null) } },
     h('h3', { className: 'passkey-nickname', textContent: name }),
     h('dl', { className: 'facts facts--compact' }, ...facts),
     form);
+}
+
+// Whether a passkey can sign in on its own (a discoverable credential, which
+// the authenticator finds without being told its id) or only step up a
+// password login; null: the authenticator did not say (credProps).
+function signInText(discoverable) {
+  if (discoverable === true) return 'signs in without a username';
+  if (discoverable === false) return 'step-up only';
+  return 'unknown';
 }
 
 let renderedListKey = null;
@@ -1057,6 +1119,7 @@ function renderControls() {
   const set = (id, enabled) => { $(id).disabled = !enabled; };
   set('signup-submit', idle);
   set('login-submit', idle);
+  set('passkey-signin', idle && webauthnAvailable);
   set('logout', Boolean(state.tokens.password || state.tokens.full || state.refreshToken) && idle);
   set('passkey-nickname', live && webauthnAvailable && idle);
   set('register-passkey', live && webauthnAvailable && idle);
@@ -1094,10 +1157,29 @@ function renderCeremony() {
   $('ceremony').hidden = !open;
   $('cancel-passkey').disabled = !open;
   if (open) {
-    $('ceremony-status').textContent = state.ceremony.kind === 'create'
-      ? 'Waiting for your authenticator to create a passkey…'
-      : 'Waiting for your authenticator to confirm it is you…';
+    $('ceremony-status').textContent = {
+      create: 'Waiting for your authenticator to create a passkey…',
+      signin: 'Waiting for you to choose a passkey…',
+    }[state.ceremony.kind] || 'Waiting for your authenticator to confirm it is you…';
   }
+  placeCeremony();
+}
+
+// Where the prompt's Cancel panel goes: in the re-verification panel while it
+// asks for the passkey, under "Sign in with a passkey" for a sign-in, else in
+// the passkeys card.
+function placeCeremony() {
+  const panel = $('ceremony');
+  let parent = ceremonyHome.parent;
+  let next = ceremonyHome.next;
+  if (state.reauth && state.reauth.need === 'full') {
+    parent = $('reauth-passkey');
+    next = $('reauth-code-form');
+  } else if (state.ceremony && state.ceremony.kind === 'signin') {
+    parent = $('passkey-signin-area');
+    next = $('passkey-signin-hint');
+  }
+  if (panel.parentElement !== parent || panel.nextElementSibling !== next) parent.insertBefore(panel, next);
 }
 
 // The re-verification panel: the passkey (or a recovery code) for the full
@@ -1106,18 +1188,12 @@ function renderReauth() {
   const r = state.reauth;
   const panel = $('reauth');
   panel.hidden = !r;
-  if (!r) {
-    // The prompt's Cancel panel goes back to the passkeys card.
-    if ($('ceremony').parentElement !== ceremonyHome.parent) ceremonyHome.parent.insertBefore($('ceremony'), ceremonyHome.next);
-    return;
-  }
+  // While it asks, a passkey prompt shows its Cancel button in this panel.
+  placeCeremony();
+  if (!r) return;
   const full = r.need === 'full';
   $('reauth-passkey').hidden = !full;
   $('reauth-password-form').hidden = full;
-  // While it asks, a passkey prompt shows its Cancel button in this panel.
-  if (full && $('ceremony').parentElement !== $('reauth-passkey')) {
-    $('reauth-passkey').insertBefore($('ceremony'), $('reauth-code-form'));
-  }
   $('reauth-heading').textContent = full ? 'Confirm it is you with your passkey' : 'Confirm it is you with your password';
   $('reauth-reason').textContent = r.reason;
   $('reauth-username').textContent = username() || 'your account';
@@ -1158,6 +1234,7 @@ function renderAll() {
   renderCeremony();
   renderReauth();
   renderCodes();
+  syncConditional();
 }
 
 function renderResult(method, path, res) {
@@ -1198,21 +1275,28 @@ function absorbError(err) {
 }
 
 // Runs one user action: disables controls meanwhile and reports any failure.
-async function runAction(label, fn) {
+// The autofill passkey request (conditional mediation) steps aside first and
+// comes back afterwards if the page is still logged out. `fromAutofill`: the
+// action finishes a sign-in with the passkey picked from the autofill.
+async function runAction(label, fn, { fromAutofill = false } = {}) {
   if (state.busy) return;
   const focusedBefore = document.activeElement;
   state.busy = true;
   state.focusAfter = null;
+  if (!fromAutofill) state.conditionalHold = false; // the person did something: autofill may be offered again
   renderControls();
+  let failed = false;
   try {
+    await stopConditional();
     await fn();
   } catch (err) {
+    failed = true;
     absorbError(err);
     if (err instanceof SessionEndedError) {
       // Logged out already (endSessionLocally): say why, and offer the login form.
       showMessage('warning', err.message, err);
       state.focusAfter = $('login-username');
-    } else if (err instanceof CancelledError && state.sessionEnded && !activeToken()) {
+    } else if (err instanceof CancelledError && err.kind !== 'signin' && state.sessionEnded && !activeToken()) {
       // A passkey prompt ended because the session did: its message stays.
       state.focusAfter = $('login-username');
     } else if (err instanceof CancelledError || err instanceof ReauthCancelledError) {
@@ -1222,6 +1306,12 @@ async function runAction(label, fn) {
     }
   } finally {
     state.busy = false;
+    // A passkey from the autofill that did not sign in: not offered again by
+    // itself (a browser may answer at once with the same passkey).
+    if (fromAutofill && failed) {
+      state.conditionalHold = true;
+      setConditionalState('held');
+    }
     renderAll();
     const target = state.focusAfter;
     state.focusAfter = null;
@@ -1613,6 +1703,180 @@ function onUseRecoveryCode(event) {
   });
 }
 
+// ---------------------------------------------------------------- passkey sign-in
+
+// "Sign in with a passkey": the browser's own prompt (modal, no mediation)
+// offers the discoverable passkeys it holds for this site; no username.
+function onPasskeySignIn() {
+  runAction('Passkey sign-in', async () => {
+    const publicKey = publicKeyFrom(await api('GET', '/passkeys/login/options', { auth: false }));
+    showMessage('info', 'Choose a passkey in your browser\'s prompt…');
+    let credential;
+    try {
+      credential = await runCeremony('signin', (signal) => navigator.credentials.get({
+        publicKey: requestOptionsFromJSON(publicKey), signal,
+      }));
+    } catch (err) {
+      if (err instanceof WebAuthnError && err.code === 'NotAllowedError') throw new NoPasskeyError();
+      throw err;
+    }
+    await finishPasskeySignIn(credential);
+  });
+}
+
+// POST /passkeys/login/verify: a new session, at full level (amr ["hwk"]),
+// stored as a login's tokens are (in place of any session held here).
+async function finishPasskeySignIn(credential) {
+  let answer;
+  try {
+    answer = await api('POST', '/passkeys/login/verify', { body: credentialToJSON(credential), auth: false });
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) throw new PasskeySignInError(err);
+    throw err;
+  }
+  await adoptLogin(answer);
+  $('login-form').reset();
+  renderAll();
+  $('account-forms').open = false;
+  const claims = decodeJwt(answer.accessToken) || {};
+  showMessage('success', `Signed in with a passkey${claims.username ? ` as ${claims.username}` : ''} `
+    + `(authLevel: ${answer.authLevel}, amr: ${amrText(answer)}).`);
+  await refreshAccount();
+}
+
+// ---------------------------------------------------------------- autofill (conditional mediation)
+
+// While logged out, the page keeps a conditional request pending: the
+// browser then lists this site's passkeys among the suggestions of the login
+// username field (autocomplete="username webauthn"), and picking one signs
+// in as the button does. A browser runs one WebAuthn request at a time, so
+// the pending one is aborted before any other (runCeremony) and before any
+// action (runAction: a password login, a sign-up), and started again once
+// the page is idle and still logged out. Its state is on the login form
+// (data-conditional), for whoever wants to know.
+
+let conditionalSupport = null; // a promise of whether the browser offers passkeys in autofill
+
+function conditionalSupported() {
+  if (!conditionalSupport) {
+    conditionalSupport = (async () => {
+      try {
+        return Boolean(window.PublicKeyCredential && PublicKeyCredential.isConditionalMediationAvailable
+          && await PublicKeyCredential.isConditionalMediationAvailable());
+      } catch (_) {
+        return false;
+      }
+    })();
+    conditionalSupport.then((supported) => {
+      if (supported) {
+        $('passkey-signin-hint').textContent = 'No username or password: uses a passkey registered for sign-in. '
+          + 'Your browser may also offer it in the username field\'s suggestions.';
+      } else {
+        setConditionalState('unavailable');
+      }
+    });
+  }
+  return conditionalSupport;
+}
+
+// starting | pending | aborted | resolved | ended (the browser ended it; data-conditional-error says how) |
+// held (not started again until the person does something) | unavailable
+function setConditionalState(value, error) {
+  const form = $('login-form');
+  form.dataset.conditional = value;
+  if (error) form.dataset.conditionalError = error;
+  else delete form.dataset.conditionalError;
+}
+
+// Logged out, as far as signing in goes: no live access token, no refresh token.
+function signedOut() {
+  return !activeToken() && !state.refreshToken;
+}
+
+// Starts the conditional request when it should run, stops it when it should not.
+function syncConditional() {
+  if (!webauthnAvailable) return;
+  if (!signedOut()) {
+    if (state.conditional) stopConditional();
+    return;
+  }
+  if (state.conditional || state.busy || state.conditionalHold) return;
+  const entry = { controller: new AbortController(), phase: 'starting', call: null, timer: null };
+  state.conditional = entry;
+  runConditional(entry);
+}
+
+async function runConditional(entry) {
+  const { signal } = entry.controller;
+  let credential = null;
+  try {
+    if (!(await conditionalSupported())) {
+      state.conditionalHold = true; // nothing to offer in this browser
+      return;
+    }
+    if (signal.aborted) return;
+    setConditionalState('starting');
+    const publicKey = publicKeyFrom(await api('GET', '/passkeys/login/options', { auth: false }));
+    if (signal.aborted) return;
+    entry.phase = 'pending';
+    // The server's challenge lives CHALLENGE_TTL_SECS (the options' timeout);
+    // a browser may keep a conditional request pending far longer: renew it first.
+    const ttl = Number.isFinite(publicKey.timeout) && publicKey.timeout > 0 ? publicKey.timeout : 300_000;
+    entry.timer = setTimeout(() => renewConditional(entry), Math.max(15_000, ttl - 30_000));
+    entry.call = navigator.credentials.get({
+      publicKey: requestOptionsFromJSON(publicKey), mediation: 'conditional', signal,
+    });
+    setConditionalState('pending');
+    credential = await entry.call;
+  } catch (err) {
+    // The page's own abort is no failure, and says nothing. The browser
+    // ending it (or the server refusing options) says nothing either: the
+    // button and the password are still there.
+    if (!signal.aborted) {
+      state.conditionalHold = true;
+      setConditionalState('ended', (err && err.code) || (err && err.name) || 'Error');
+    }
+    return;
+  } finally {
+    clearTimeout(entry.timer);
+    if (state.conditional === entry) state.conditional = null;
+  }
+  if (signal.aborted) return; // picked just as something else started: that one goes on
+  if (!credential) {
+    state.conditionalHold = true;
+    setConditionalState('ended', 'no credential');
+    return;
+  }
+  // The person picked a passkey from the autofill.
+  setConditionalState('resolved');
+  runAction('Passkey sign-in', () => finishPasskeySignIn(credential), { fromAutofill: true });
+}
+
+// Aborts the pending conditional request; resolves once the browser has let
+// go of it (its promise rejected with an AbortError), so that another
+// WebAuthn request can start.
+async function stopConditional() {
+  const entry = state.conditional;
+  if (!entry) return;
+  state.conditional = null;
+  entry.controller.abort();
+  clearTimeout(entry.timer);
+  setConditionalState('aborted');
+  if (entry.call) {
+    let timer;
+    await Promise.race([
+      entry.call.catch(() => null),
+      new Promise((r) => { timer = setTimeout(r, 1_000); }),
+    ]);
+    clearTimeout(timer);
+  }
+}
+
+function renewConditional(entry) {
+  if (state.conditional !== entry) return;
+  stopConditional().then(syncConditional);
+}
+
 // ---------------------------------------------------------------- recovery codes
 
 let codeSets = 0; // each set shown gets its own key, so a new set is always redrawn
@@ -1843,6 +2107,7 @@ function onKeydown(event) {
 function wireEvents() {
   $('signup-form').addEventListener('submit', onSignup);
   $('login-form').addEventListener('submit', onLogin);
+  $('passkey-signin').addEventListener('click', onPasskeySignIn);
   $('logout').addEventListener('click', onLogout);
   $('register-form').addEventListener('submit', onRegisterPasskey);
   $('verify-passkey').addEventListener('click', onVerifyPasskey);
@@ -1888,6 +2153,7 @@ function init() {
   ceremonyHome.next = $('ceremony').nextElementSibling;
   wireEvents();
   showWebAuthnSupport();
+  if (webauthnAvailable) conditionalSupported(); // says in the hint whether autofill offers passkeys
   loadTokens();
   const fellBack = dropExpiredFullToken();
   renderAll();
