@@ -3,14 +3,19 @@
 //! Starts the real `passkey-auth` binary on a fresh database and drives it
 //! with an in-process load generator through seven phases (see BENCHMARKS.md
 //! for what each measures and the targets), prints a summary and rewrites
-//! BENCHMARKS.md with the figures and the machine they ran on. The last
-//! phase runs two servers as nodes on one PostgreSQL and one Redis (the
-//! machine's services); without them it is skipped, and the report says so.
+//! BENCHMARKS.md with the figures and the machine they ran on. Phase 1 has
+//! two variants: on a server signing ES256 tokens (1b), and on the guard
+//! crate's example resource server run in this process (1c); phase 2 also
+//! times signing and verifying one token. The last phase runs two servers
+//! as nodes on one PostgreSQL and one Redis (the machine's services);
+//! without them it is skipped, and the report says so.
 
 #[path = "../tests/common/authenticator.rs"]
 mod authenticator;
 #[path = "load/cpu.rs"]
 mod cpu;
+#[path = "load/crypto.rs"]
+mod crypto;
 #[path = "load/driver.rs"]
 mod driver;
 #[path = "load/http.rs"]
@@ -19,6 +24,8 @@ mod http;
 mod nodes;
 #[path = "load/report.rs"]
 mod report;
+#[path = "load/resource.rs"]
+mod resource;
 #[path = "load/seed.rs"]
 mod seed;
 #[path = "load/server.rs"]
@@ -35,15 +42,17 @@ use argon2::{Algorithm, Argon2, Params, Version};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use passkey_auth::services::passwords::{OWASP_ITERATIONS, OWASP_MEMORY_KIB, OWASP_PARALLELISM};
+use passkey_auth_guard::KeyAlgorithm;
 use serde_json::{json, Value};
 
 use authenticator::TestAuthenticator;
 use driver::{expect_success, FixedRequest, LoadResult, LoadSpec, Operation, Stop};
 use http::Conn;
 use report::{
-    ChallengeFloods, HashTiming, LogoutPropagation, Machine, MemorySample, NodesOutcome, Results,
-    RunInfo,
+    AlgorithmRun, ChallengeFloods, HashTiming, LogoutPropagation, Machine, MemorySample,
+    NodesOutcome, ResourceRun, Results, RunInfo, TokenKey,
 };
+use resource::ResourceServer;
 use server::{DbTarget, RedisTarget, Server, ServerConfig};
 
 /// The origin the benchmark server is configured with (`RP_ORIGIN`), and
@@ -213,6 +222,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         db: db.clone(),
         challenge_capacity: 100_000, // the default, for phases 1-5
         redis: None,
+        signing_algorithm: None, // the default, EdDSA
     };
     println!(
         "load benchmark: {} cores, server {}, {}",
@@ -291,19 +301,50 @@ async fn phases(
     let users = enroll_all(addr, prefix, settings.ceremony_workers).await?;
     let first = users.first().ok_or("no users were enrolled")?;
     let (full_token, first_username) = (first.full_token.clone(), first.username.clone());
-    let guarded_sid = session_of(&full_token, &first.password_token)?;
+    let password_token = first.password_token.clone();
+    let guarded_sid = session_of(&full_token, &password_token)?;
+    let token_key = signed_with(&full_token, KeyAlgorithm::EdDSA)?;
+    signed_with(&password_token, KeyAlgorithm::EdDSA)?;
     let usernames: Vec<String> = users.iter().map(|u| u.username.clone()).collect();
     sample(&server, "setup");
 
-    println!("phase 1: guarded vs bare (token sid {guarded_sid})");
-    let (bare, bare_with_header, guarded) =
-        phase_guarded_vs_bare(settings, &server, &full_token).await;
+    println!(
+        "phase 1: guarded vs bare (token sid {guarded_sid}, {} key {})",
+        token_key.algorithm, token_key.kid
+    );
+    let [bare, bare_with_header, guarded, guarded_basic] =
+        phase_guarded_vs_bare(settings, &server, &full_token, &password_token).await;
     sample(&server, "phase 1 (guarded vs bare)");
+
+    println!("phase 1b: guarded vs bare on server E, signing ES256 tokens");
+    let es256 = phase_es256(settings, config, prefix).await?;
+
+    println!("phase 1c: the example resource server (guard/examples/payments.rs)");
+    let resource = phase_resource_server(settings, &server, &password_token).await?;
+    sample(&server, "phase 1c (JWKS for the resource server)");
 
     println!("phase 2: login vs argon2 ceiling");
     let login_request = login_request(&first_username);
     let (hash, login) = phase_login(settings, &server, &login_request, machine.cores).await?;
     sample(&server, "phase 2 (login flood)");
+    println!("  token signing and verification, one thread of this process:");
+    let token_costs = tokio::task::block_in_place(|| {
+        [KeyAlgorithm::EdDSA, KeyAlgorithm::ES256]
+            .into_iter()
+            .map(crypto::measure)
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    for c in &token_costs {
+        println!(
+            "  {}: sign {:.1} µs, verify a new token {:.1} µs, a remembered one {:.2} µs \
+             (wall clock per token, median of batches; {} bytes)",
+            c.algorithm,
+            c.sign.wall_us(),
+            c.verify.wall_us(),
+            c.verify_cached.wall_us(),
+            c.token_bytes
+        );
+    }
 
     println!("phase 3: guarded p99 idle vs during a login flood");
     let (idle, under_flood, flood_logins) =
@@ -338,7 +379,12 @@ async fn phases(
         bare,
         bare_with_header,
         guarded,
+        guarded_basic,
         guarded_sid,
+        token_key,
+        es256,
+        resource,
+        token_costs,
         hash: hash.timing(),
         login,
         idle,
@@ -473,9 +519,27 @@ fn string_field(response: &Value, name: &str) -> Result<String, String> {
 
 /// A claim of a token, read without verification (it is the server's own).
 fn claim(token: &str, name: &str) -> Option<String> {
-    let payload = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
-    let claims: Value = serde_json::from_slice(&payload).ok()?;
-    claims[name].as_str().map(str::to_owned)
+    token_part(token, 1, name)
+}
+
+/// A field of a token's header (part 0) or claims (part 1), unverified.
+fn token_part(token: &str, part: usize, name: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.split('.').nth(part)?).ok()?;
+    let value: Value = serde_json::from_slice(&bytes).ok()?;
+    value[name].as_str().map(str::to_owned)
+}
+
+/// The key a token names in its header, which must be of `expected`'s
+/// algorithm: the figures are labelled with it.
+fn signed_with(token: &str, expected: KeyAlgorithm) -> Result<TokenKey, String> {
+    let algorithm = token_part(token, 0, "alg").ok_or("a token header without alg")?;
+    let kid = token_part(token, 0, "kid").ok_or("a token header without kid")?;
+    if algorithm != expected.as_str() {
+        return Err(format!(
+            "the server signed with {algorithm}, not the expected {expected}"
+        ));
+    }
+    Ok(TokenKey { algorithm, kid })
 }
 
 /// The `sid` of the full-level token phases 1 and 3 send, which must be
@@ -524,15 +588,59 @@ fn guarded_request(full_token: &str) -> Vec<u8> {
     http::get("/protected/full", Some(full_token))
 }
 
-/// Phase 1 alternates its three runs in rounds, so that a slow spell of
-/// the shared machine does not land on one route only.
+/// Rounds of alternating timed runs (one per request, `concurrency` copies
+/// of it), summed per request, so that a slow spell of the shared machine
+/// does not land on one route only. `cpu_time` is the server's CPU time so
+/// far, read around each run.
+async fn alternate<const N: usize>(
+    settings: &Settings,
+    addr: SocketAddr,
+    runs: [(&str, Vec<u8>); N],
+    concurrency: usize,
+    cpu_time: impl Fn() -> Option<Duration>,
+) -> [LoadResult; N] {
+    const ROUNDS: u32 = 3;
+    let mut totals: Vec<LoadResult> = Vec::with_capacity(N);
+    for round in 0..ROUNDS {
+        for (i, (label, request)) in runs.iter().enumerate() {
+            let spec = LoadSpec {
+                label: (*label).into(),
+                concurrency,
+                stop: Stop::Timed {
+                    warmup: settings.warmup / 2,
+                    measure: settings.measure / ROUNDS,
+                },
+            };
+            let before = cpu_time();
+            let mut result = driver::run(addr, &spec, fixed(request, concurrency)).await;
+            result.server_cpu = before
+                .zip(cpu_time())
+                .map(|(before, after)| after.saturating_sub(before));
+            println!("    round {}: {}", round + 1, result.summary());
+            if round == 0 {
+                totals.push(result);
+            } else {
+                totals[i].merge(result);
+            }
+        }
+    }
+    for result in &totals {
+        println!("  {}", result.summary());
+    }
+    let Ok(totals) = <[LoadResult; N]>::try_from(totals) else {
+        unreachable!("one total per run");
+    };
+    totals
+}
+
+/// Phase 1: bare, bare with the guarded request's header, the guarded
+/// full-level route and the guarded basic route, alternating in rounds.
 async fn phase_guarded_vs_bare(
     settings: &Settings,
     server: &Server,
     full_token: &str,
-) -> (LoadResult, LoadResult, LoadResult) {
-    const ROUNDS: u32 = 3;
-    let n = settings.connections;
+    password_token: &str,
+) -> [LoadResult; 4] {
     let runs = [
         ("bare GET /healthz", http::get("/healthz", None)),
         // Diagnostic: the bare route with the guarded request's bytes, to
@@ -542,34 +650,115 @@ async fn phase_guarded_vs_bare(
             http::get("/healthz", Some(full_token)),
         ),
         ("guarded GET /protected/full", guarded_request(full_token)),
+        (
+            "guarded GET /protected/basic",
+            http::get("/protected/basic", Some(password_token)),
+        ),
     ];
-    let mut totals: Vec<LoadResult> = Vec::with_capacity(runs.len());
-    for round in 0..ROUNDS {
-        for (i, (label, request)) in runs.iter().enumerate() {
-            let spec = LoadSpec {
-                label: (*label).into(),
-                concurrency: n,
-                stop: Stop::Timed {
-                    warmup: settings.warmup / 2,
-                    measure: settings.measure / ROUNDS,
-                },
-            };
-            let result = run_on(server, &spec, fixed(request, n)).await;
-            println!("    round {}: {}", round + 1, result.summary());
-            if round == 0 {
-                totals.push(result);
-            } else {
-                totals[i].merge(result);
-            }
-        }
-    }
-    let Ok([bare, with_header, guarded]) = <[LoadResult; 3]>::try_from(totals) else {
-        unreachable!("three runs, three totals");
+    alternate(settings, server.addr, runs, settings.connections, || {
+        server.cpu_time()
+    })
+    .await
+}
+
+/// Phase 1b: server E, on a fresh SQLite database with an ES256 key: one
+/// user signs up and logs in (setup), then bare vs `/protected/basic`.
+async fn phase_es256(
+    settings: &Settings,
+    base: &ServerConfig,
+    prefix: &str,
+) -> Result<AlgorithmRun, String> {
+    let config = ServerConfig {
+        binary: base.binary.clone(),
+        workdir: base.workdir.clone(),
+        db: DbTarget::Sqlite(base.workdir.join("es256.db")),
+        challenge_capacity: 100_000,
+        redis: None,
+        signing_algorithm: Some(KeyAlgorithm::ES256.as_str()),
     };
-    for result in [&bare, &with_header, &guarded] {
-        println!("  {}", result.summary());
+    let server = Server::start(&config)?;
+    let username = format!("{prefix}-e0");
+    let mut conn = Conn::new(server.addr);
+    let credentials = json!({"username": username, "password": PASSWORD});
+    call(
+        &mut conn,
+        &http::post_json("/auth/signup", None, &credentials),
+        "signup on E",
+    )
+    .await?;
+    let token = access_token(&call(&mut conn, &login_request(&username), "login on E").await?)?;
+    let key = signed_with(&token, KeyAlgorithm::ES256)?;
+    let guarded = http::get("/protected/basic", Some(&token));
+    expect_success(&mut conn, &guarded, "the ES256 token on /protected/basic").await?;
+    drop(conn);
+    println!(
+        "  server E on {} (pid {}), {} key {}",
+        server.addr,
+        server.pid(),
+        key.algorithm,
+        key.kid
+    );
+    let runs = [
+        ("E: bare GET /healthz", http::get("/healthz", None)),
+        ("E: guarded GET /protected/basic", guarded),
+    ];
+    let [bare, guarded] = alternate(settings, server.addr, runs, settings.connections, || {
+        server.cpu_time()
+    })
+    .await;
+    let server_warnings = server.warnings().0;
+    check_alive(server)?;
+    Ok(AlgorithmRun {
+        key,
+        bare,
+        guarded,
+        env: config.env(),
+        server_warnings,
+    })
+}
+
+/// Phase 1c: the guard crate's example resource server, in this process,
+/// verifying server A's tokens with A's JWKS: `/health` vs `/balance`.
+async fn phase_resource_server(
+    settings: &Settings,
+    auth: &Server,
+    token: &str,
+) -> Result<ResourceRun, String> {
+    let jwks_url = format!("http://{}/.well-known/jwks.json", auth.addr);
+    let server = tokio::task::block_in_place(|| ResourceServer::start(&jwks_url))?;
+    println!("  resource server on {}, keys from {jwks_url}", server.addr);
+    let balance = http::get("/balance", Some(token));
+    let mut conn = Conn::new(server.addr);
+    // Setup checks: the route is guarded, and admits A's token.
+    let refused = conn
+        .send(&http::get("/balance", None))
+        .await
+        .map_err(|e| format!("/balance without a token: {e}"))?;
+    if refused.status != 401 {
+        return Err(refused.unexpected("/balance without a token (expected 401)"));
     }
-    (bare, with_header, guarded)
+    let answer = call(&mut conn, &balance, "/balance with A's token").await?;
+    if answer["username"].as_str() != claim(token, "username").as_deref() {
+        return Err(format!("/balance answered for someone else: {answer}"));
+    }
+    drop(conn);
+    let runs = [
+        ("payments: bare GET /health", http::get("/health", None)),
+        ("payments: guarded GET /balance", balance),
+    ];
+    let [bare, guarded] = alternate(settings, server.addr, runs, settings.connections, || {
+        server.cpu_time()
+    })
+    .await;
+    let jwks_fetches = server.jwks_fetches();
+    let jwks_url = server.jwks_url.clone();
+    server.stop().await?;
+    Ok(ResourceRun {
+        jwks_url,
+        bare,
+        guarded,
+        jwks_fetches,
+    })
 }
 
 async fn run_login(settings: &Settings, server: &Server, request: &[u8], n: usize) -> LoadResult {
@@ -857,21 +1046,37 @@ async fn phase_challenge_flood(
     let users = seed::users(prefix, settings.flood_users * floods);
     let db = config.db.clone();
     let phc = phc.to_owned();
-    let (users, requests) = tokio::task::spawn_blocking(move || {
+    let (users, requests, probe, kid) = tokio::task::spawn_blocking(move || {
         seed::insert(&db, &users, &phc)?;
-        let key = seed::signing_key();
-        let requests = users
+        let key = seed::signing_key(&db)?;
+        let tokens = users
             .iter()
-            .map(|u| {
-                seed::password_token(u, &key)
-                    .map(|token| http::get("/passkeys/register/options", Some(&token)))
-            })
+            .map(|u| seed::password_token(u, &key))
             .collect::<Result<Vec<_>, String>>()?;
-        Ok::<_, String>((users, requests))
+        let requests = tokens
+            .iter()
+            .map(|token| http::get("/passkeys/register/options", Some(token)))
+            .collect::<Vec<_>>();
+        let probe = tokens
+            .first()
+            .map(|t| http::get("/protected/basic", Some(t)));
+        Ok::<_, String>((users, requests, probe, key.kid().to_owned()))
     })
     .await
     .map_err(|e| e.to_string())??;
-    println!("  inserted {} users, minted their tokens", users.len());
+    // The server must accept what was minted, before anything is measured.
+    if let Some(probe) = probe {
+        expect_success(
+            &mut Conn::new(server.addr),
+            &probe,
+            "a seeded token on /protected/basic",
+        )
+        .await?;
+    }
+    println!(
+        "  inserted {} users, signed their tokens with the server's key {kid}",
+        users.len()
+    );
 
     let mut result = ChallengeFloods {
         capacity: config.challenge_capacity,
@@ -945,6 +1150,7 @@ async fn phase_logout_propagation(
         db: DbTarget::Postgres(database.url.clone()),
         challenge_capacity: 100_000,
         redis: Some(redis.clone()),
+        signing_algorithm: None,
     };
     let outcome = measure_logouts(settings, &config, prefix).await;
     // The nodes have stopped; what they left in Redis goes, and the

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::cpu::CpuShares;
+use crate::crypto::{OpCost, TokenCosts, BATCH, BATCHES};
 use crate::driver::LoadResult;
 
 /// Targets from the issue.
@@ -217,14 +218,62 @@ impl NodesOutcome {
     }
 }
 
+/// The key a server signed a run's tokens with, from their header.
+pub struct TokenKey {
+    pub algorithm: String,
+    pub kid: String,
+}
+
+/// Phase 1b: guarded vs bare on a server whose key is of another algorithm.
+pub struct AlgorithmRun {
+    pub key: TokenKey,
+    pub bare: LoadResult,
+    /// `GET /protected/basic` with a password-level token of that key.
+    pub guarded: LoadResult,
+    /// The server's environment.
+    pub env: Vec<(&'static str, String)>,
+    pub server_warnings: u64,
+}
+
+impl AlgorithmRun {
+    pub fn ratio(&self) -> f64 {
+        self.guarded.rate() / self.bare.rate()
+    }
+}
+
+/// Phase 1c: the guard crate's example resource server.
+pub struct ResourceRun {
+    pub jwks_url: String,
+    /// `GET /health` (unguarded).
+    pub bare: LoadResult,
+    /// `GET /balance` (`LoginUser`).
+    pub guarded: LoadResult,
+    /// JWKS requests its verifier made (first one before any request).
+    pub jwks_fetches: u64,
+}
+
+impl ResourceRun {
+    pub fn ratio(&self) -> f64 {
+        self.guarded.rate() / self.bare.rate()
+    }
+}
+
 /// Everything one run measured.
 pub struct Results {
     pub bare: LoadResult,
     /// Diagnostic: the bare route sent the guarded request's Authorization header.
     pub bare_with_header: LoadResult,
     pub guarded: LoadResult,
+    /// `GET /protected/basic` with the password-level token of the same session.
+    pub guarded_basic: LoadResult,
     /// The `sid` claim of the token the guarded runs send.
     pub guarded_sid: String,
+    /// The key server A signs with.
+    pub token_key: TokenKey,
+    pub es256: AlgorithmRun,
+    pub resource: ResourceRun,
+    /// Signing and verifying one token, per algorithm (EdDSA first).
+    pub token_costs: Vec<TokenCosts>,
     pub hash: HashTiming,
     pub login: LoadResult,
     pub idle: LoadResult,
@@ -244,6 +293,10 @@ impl Results {
         self.guarded.rate() / self.bare.rate()
     }
 
+    pub fn guarded_basic_ratio(&self) -> f64 {
+        self.guarded_basic.rate() / self.bare.rate()
+    }
+
     pub fn login_ratio(&self) -> f64 {
         self.login.rate() / self.hash.ceiling()
     }
@@ -257,6 +310,11 @@ impl Results {
             &self.bare,
             &self.bare_with_header,
             &self.guarded,
+            &self.guarded_basic,
+            &self.es256.bare,
+            &self.es256.guarded,
+            &self.resource.bare,
+            &self.resource.guarded,
             &self.login,
             &self.idle,
             &self.under_flood,
@@ -319,8 +377,38 @@ fn load_cells(r: &LoadResult, unit: &str) -> String {
 }
 
 /// How much more server CPU a guarded request costs than a bare one.
-fn server_cost_ratio(r: &Results) -> Option<f64> {
-    Some(r.guarded.server_us_per_op()? / r.bare.server_us_per_op()?)
+fn cost_ratio(guarded: &LoadResult, bare: &LoadResult) -> Option<f64> {
+    Some(guarded.server_us_per_op()? / bare.server_us_per_op()?)
+}
+
+/// `" (server CPU per request ×1.45)"`, when measured.
+fn cost_note(guarded: &LoadResult, bare: &LoadResult) -> String {
+    cost_ratio(guarded, bare).map_or(String::new(), |x| {
+        format!(" (server CPU per request ×{x:.2})")
+    })
+}
+
+/// `21.3 µs/token (thread CPU 21.1 µs) → 46948 token/s per core`.
+fn op_cell(cost: &OpCost) -> String {
+    let digits = if cost.wall_us() < 10.0 { 2 } else { 1 };
+    let cpu = cost.cpu_us().map_or(String::new(), |us| {
+        format!(" (thread CPU {us:.digits$} µs)")
+    });
+    format!(
+        "{:.digits$} µs/token{cpu} → {:.0} token/s per core",
+        cost.wall_us(),
+        cost.per_core_second()
+    )
+}
+
+/// Percentage, with enough digits for small shares.
+fn percent(share: f64) -> String {
+    let pct = share * 100.0;
+    if pct < 1.0 {
+        format!("{pct:.2}%")
+    } else {
+        format!("{pct:.1}%")
+    }
 }
 
 /// The results table (markdown; also printed to the console).
@@ -347,14 +435,57 @@ pub fn results_table(r: &Results) -> String {
         load_cells(&r.bare_with_header, "req"),
         r.bare_with_header.rate() / r.bare.rate()
     );
+    let alg = &r.token_key.algorithm;
     let _ = writeln!(
         t,
-        "| 1 | guarded `GET /protected/full` (full token with `sid`: session check on) | {} | {} | guarded / bare = **{:.2}**{} | ≥ {GUARDED_RATIO_TARGET:.2} | {} |",
+        "| 1 | guarded `GET /protected/full` (full-level {alg} token with `sid`: session check on) | {} | {} | guarded / bare = **{:.2}**{} | ≥ {GUARDED_RATIO_TARGET:.2} | {} |",
         r.guarded.concurrency,
         load_cells(&r.guarded, "req"),
         r.guarded_ratio(),
-        server_cost_ratio(r).map_or(String::new(), |x| format!(" (server CPU per request ×{x:.2})")),
+        cost_note(&r.guarded, &r.bare),
         verdict(r.guarded_ratio() >= GUARDED_RATIO_TARGET)
+    );
+    let _ = writeln!(
+        t,
+        "| 1 | guarded `GET /protected/basic` (password-level {alg} token, same session) | {} | {} | guarded / bare = **{:.2}**{} | ≥ {GUARDED_RATIO_TARGET:.2} | {} |",
+        r.guarded_basic.concurrency,
+        load_cells(&r.guarded_basic, "req"),
+        r.guarded_basic_ratio(),
+        cost_note(&r.guarded_basic, &r.bare),
+        verdict(r.guarded_basic_ratio() >= GUARDED_RATIO_TARGET)
+    );
+    let e = &r.es256;
+    let _ = writeln!(
+        t,
+        "| 1b | server E ({} key): bare `GET /healthz` | {} | {} | | | |",
+        e.key.algorithm,
+        e.bare.concurrency,
+        load_cells(&e.bare, "req")
+    );
+    let _ = writeln!(
+        t,
+        "| 1b | server E: guarded `GET /protected/basic` (password-level {} token) | {} | {} | guarded / bare = **{:.2}**{} | ≥ {GUARDED_RATIO_TARGET:.2} | {} |",
+        e.key.algorithm,
+        e.guarded.concurrency,
+        load_cells(&e.guarded, "req"),
+        e.ratio(),
+        cost_note(&e.guarded, &e.bare),
+        verdict(e.ratio() >= GUARDED_RATIO_TARGET)
+    );
+    let res = &r.resource;
+    let _ = writeln!(
+        t,
+        "| 1c | example resource server (`guard/examples/payments.rs`, in the benchmark process): bare `GET /health` | {} | {} | | | |",
+        res.bare.concurrency,
+        load_cells(&res.bare, "req")
+    );
+    let _ = writeln!(
+        t,
+        "| 1c | example resource server: guarded `GET /balance` (`LoginUser`; A's {alg} token, keys from A's JWKS) | {} | {} | guarded / bare = **{:.2}**{} | none set | |",
+        res.guarded.concurrency,
+        load_cells(&res.guarded, "req"),
+        res.ratio(),
+        cost_note(&res.guarded, &res.bare),
     );
     let _ = writeln!(
         t,
@@ -364,6 +495,46 @@ pub fn results_table(r: &Results) -> String {
         hash.median.as_secs_f64() * 1000.0,
         hash.ceiling()
     );
+    let login_us = r.login.server_us_per_op();
+    let ceremony_us = r.ceremonies.server_us_per_op();
+    let guarded_us = r.guarded_basic.server_us_per_op();
+    for c in &r.token_costs {
+        let sign = c.sign.wall_us();
+        let shares = match (login_us, ceremony_us) {
+            (Some(login), Some(ceremony)) => format!(
+                "sign / a login's server CPU = {}, / a ceremony's = {}",
+                percent(sign / login),
+                percent(sign / ceremony)
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            t,
+            "| 2 | {} access token ({} bytes): sign one (`KeyMaterial::sign`, {} tokens) | 1 | {} | | | | | {shares} | | |",
+            c.algorithm,
+            c.token_bytes,
+            c.sign.ops,
+            op_cell(&c.sign)
+        );
+        let _ = writeln!(
+            t,
+            "| 2 | {}: verify a new token (`TokenVerifier::verify`, not in its cache; {} tokens) | 1 | {} | | | | | {} | | |",
+            c.algorithm,
+            c.verify.ops,
+            op_cell(&c.verify),
+            guarded_us.map_or(String::new(), |g| format!(
+                "verify / a whole guarded request's server CPU (phase 1) = ×{:.1}",
+                c.verify.wall_us() / g
+            ))
+        );
+        let _ = writeln!(
+            t,
+            "| 2 | {}: verify a remembered token (the same one again: cache hit) | 1 | {} | | | | | remembered / new = {:.3} | | |",
+            c.algorithm,
+            op_cell(&c.verify_cached),
+            c.verify_cached.wall_us() / c.verify.wall_us()
+        );
+    }
     let _ = writeln!(
         t,
         "| 2 | `POST /auth/login` | {} | {} | login / ceiling = **{:.2}** | ≥ {LOGIN_RATIO_TARGET:.2} | {} |",
@@ -506,7 +677,10 @@ pub fn memory_table(r: &Results) -> String {
 fn interpretation(r: &Results, machine: &Machine) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "{}", guarded_reading(r, machine));
+    let _ = writeln!(s, "{}", algorithm_reading(r));
+    let _ = writeln!(s, "{}", resource_reading(r));
     let _ = writeln!(s, "{}", login_reading(r));
+    let _ = writeln!(s, "{}", token_cost_reading(r));
     let _ = writeln!(s, "{}", flood_latency_reading(r, machine));
     let _ = writeln!(
         s,
@@ -542,7 +716,23 @@ fn interpretation(r: &Results, machine: &Machine) -> String {
         ),
         _ => "RSS could not be read (no /proc?).".into(),
     };
-    let _ = writeln!(s, "- **Challenge flood.** {memory}");
+    let failed: u64 = c.floods.iter().map(|f| f.errors).sum();
+    let sent: u64 = c.floods.iter().map(|f| f.ok + f.errors).sum();
+    let refused = if failed == 0 {
+        String::new()
+    } else {
+        format!(
+            " **But {failed} of the floods' {sent} requests failed (first: {}), and server B \
+             logged {} warnings/errors: these RSS figures are those of a store that refused \
+             most of the flood, not of one that kept taking it.**",
+            c.floods
+                .iter()
+                .find_map(|f| f.first_error.as_deref())
+                .map_or("?".into(), short_error),
+            c.server_warnings
+        )
+    };
+    let _ = writeln!(s, "- **Challenge flood.** {memory}{refused}");
     let _ = writeln!(s, "{}", logout_reading(r));
     let (warnings, last) = &r.server_warnings;
     let last = last
@@ -558,8 +748,9 @@ fn interpretation(r: &Results, machine: &Machine) -> String {
     let _ = writeln!(
         s,
         "- Failed requests across all phases: {}; warnings/errors logged by server A: \
-         {warnings}, by server B: {}, by nodes C and D: {}.{last}",
+         {warnings}, by server E: {}, by server B: {}, by nodes C and D: {}.{last}",
         r.total_errors(),
+        r.es256.server_warnings,
         r.challenge.server_warnings,
         r.logout
             .measured()
@@ -736,6 +927,22 @@ fn guarded_reading(r: &Results, machine: &Machine) -> String {
         r.bare.p99_ms(),
         r.guarded_sid,
     );
+    s.push_str(&format!(
+        " `/protected/basic`, sent the password-level token of the same session ({} key \
+         `{}`, like every token of server A), served {:.0} req/s: **{:.2}** of bare (target \
+         ≥ {GUARDED_RATIO_TARGET:.2}: {}); p99 {:.2} ms{}.",
+        r.token_key.algorithm,
+        r.token_key.kid,
+        r.guarded_basic.rate(),
+        r.guarded_basic_ratio(),
+        verdict(r.guarded_basic_ratio() >= GUARDED_RATIO_TARGET),
+        r.guarded_basic.p99_ms(),
+        r.guarded_basic
+            .server_us_per_op()
+            .map_or(String::new(), |us| format!(
+                ", {us:.1} µs of server CPU per request"
+            ))
+    ));
     let costs = (
         r.guarded.server_us_per_op(),
         r.bare.server_us_per_op(),
@@ -752,6 +959,155 @@ fn guarded_reading(r: &Results, machine: &Machine) -> String {
             guarded / bare,
             machine.cores,
             bare / guarded
+        ));
+    }
+    s
+}
+
+/// The token cost of one algorithm, when measured.
+fn costs_of<'a>(r: &'a Results, algorithm: &str) -> Option<&'a TokenCosts> {
+    r.token_costs
+        .iter()
+        .find(|c| c.algorithm.as_str() == algorithm)
+}
+
+/// Phase 1b against phase 1: does the algorithm change the guarded route?
+fn algorithm_reading(r: &Results) -> String {
+    let e = &r.es256;
+    let mut s = format!(
+        "- **Token algorithm (phase 1b).** On server E, whose key is {} (`{}`), \
+         `/protected/basic` served {:.0} req/s against {:.0} for its `/healthz`: **{:.2}** \
+         (target ≥ {GUARDED_RATIO_TARGET:.2}: {}), against {:.2} for {} tokens on server A; \
+         p99 {:.2} vs {:.2} ms.",
+        e.key.algorithm,
+        e.key.kid,
+        e.guarded.rate(),
+        e.bare.rate(),
+        e.ratio(),
+        verdict(e.ratio() >= GUARDED_RATIO_TARGET),
+        r.guarded_basic_ratio(),
+        r.token_key.algorithm,
+        e.guarded.p99_ms(),
+        e.bare.p99_ms(),
+    );
+    if let (Some(es), Some(ed)) = (
+        costs_of(r, &e.key.algorithm),
+        costs_of(r, &r.token_key.algorithm),
+    ) {
+        s.push_str(&format!(
+            " Verifying a new {} token costs {:.1} µs against {:.1} µs for {} (phase 2), but a \
+             client sends the same token with every request and the cache of verified \
+             tokens answers a repeated one in {:.2} µs, so the signature is checked once per \
+             token, not once per request.",
+            e.key.algorithm,
+            es.verify.wall_us(),
+            ed.verify.wall_us(),
+            r.token_key.algorithm,
+            es.verify_cached.wall_us(),
+        ));
+    }
+    if let (Some(es), Some(ed)) = (
+        e.guarded.server_us_per_op(),
+        r.guarded_basic.server_us_per_op(),
+    ) {
+        s.push_str(&format!(
+            " Server CPU per guarded request: {es:.1} µs ({}) against {ed:.1} µs ({}).",
+            e.key.algorithm, r.token_key.algorithm
+        ));
+    }
+    s
+}
+
+/// Phase 1c: the guard crate in someone else's service.
+fn resource_reading(r: &Results) -> String {
+    let res = &r.resource;
+    let mut s = format!(
+        "- **Example resource server (phase 1c).** The guard crate's example \
+         (`guard/examples/payments.rs`) served {:.0} guarded `GET /balance` per second \
+         (`LoginUser`: the bearer header, `JwksVerifier` with its cache of verified tokens, \
+         `iss`/`aud`/`exp`) against {:.0} unguarded `GET /health`: **{:.2}** (no target \
+         set; the auth server's own guarded routes are held to ≥ {GUARDED_RATIO_TARGET:.2}); \
+         p99 {:.2} vs {:.2} ms.",
+        res.guarded.rate(),
+        res.bare.rate(),
+        res.ratio(),
+        res.guarded.p99_ms(),
+        res.bare.p99_ms(),
+    );
+    if let (Some(guarded), Some(bare)) =
+        (res.guarded.server_us_per_op(), res.bare.server_us_per_op())
+    {
+        s.push_str(&format!(
+            " Its threads spent {guarded:.1} µs of CPU per guarded request against {bare:.1} µs \
+             (×{:.2}).",
+            guarded / bare
+        ));
+    }
+    s.push_str(&format!(
+        " Its verifier fetched `{}` {} time{} in the whole phase (once before the first \
+         request, then whenever the answer's `max-age` ran out). Unlike the auth server's \
+         guard it has no session check: a token of an ended session stays valid here until \
+         its `exp`. It runs inside the benchmark process (an actix system on a thread of its \
+         own, one worker per core), so it shares the process, not only the cores, with the \
+         load generator.",
+        res.jwks_url,
+        res.jwks_fetches,
+        if res.jwks_fetches == 1 { "" } else { "s" },
+    ));
+    s
+}
+
+/// Phase 2's token costs against what a login, a ceremony and a guarded
+/// request cost the server.
+fn token_cost_reading(r: &Results) -> String {
+    let mut parts = Vec::new();
+    for c in &r.token_costs {
+        parts.push(format!(
+            "{}: sign {:.1} µs, verify a new token {:.1} µs, a remembered one {:.2} µs",
+            c.algorithm,
+            c.sign.wall_us(),
+            c.verify.wall_us(),
+            c.verify_cached.wall_us()
+        ));
+    }
+    let mut s = format!(
+        "- **Signing and verifying a token.** Per token, on one thread of the benchmark \
+         process while the servers were idle (median of {BATCHES} batches of {BATCH}; the \
+         thread's own CPU time, in the table, says whether another process got in the way): \
+         {}.",
+        parts.join("; ")
+    );
+    let sign = |alg: &str| costs_of(r, alg).map(|c| c.sign.wall_us());
+    if let (Some(ed), Some(login), Some(ceremony)) = (
+        sign(&r.token_key.algorithm),
+        r.login.server_us_per_op(),
+        r.ceremonies.server_us_per_op(),
+    ) {
+        s.push_str(&format!(
+            " A login signs one token ({} token: {} of the {:.1} ms of server CPU a login \
+             costs, the argon2 hash being nearly all the rest); a passkey step-up signs one \
+             too ({} of a ceremony's {:.0} µs); a refresh one ({} of its cost).",
+            r.token_key.algorithm,
+            percent(ed / login),
+            login / 1000.0,
+            percent(ed / ceremony),
+            ceremony,
+            r.refresh
+                .server_us_per_op()
+                .map_or("n/a".into(), |refresh| percent(ed / refresh)),
+        ));
+    }
+    if let (Some(c), Some(guarded)) = (
+        costs_of(r, &r.token_key.algorithm),
+        r.guarded_basic.server_us_per_op(),
+    ) {
+        s.push_str(&format!(
+            " Without the cache of verified tokens every guarded request would pay a whole \
+             verification, {:.1} µs ({}) instead of {:.2} µs, where a guarded request now costs \
+             the server {guarded:.1} µs in all (phase 1).",
+            c.verify.wall_us(),
+            c.algorithm,
+            c.verify_cached.wall_us(),
         ));
     }
     s
@@ -945,27 +1301,38 @@ pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
         .map(|(k, v)| format!("`{k}={v}`"))
         .collect();
     let _ = writeln!(s, "- server A (phases 1–5): {}", env.join(", "));
+    let differs = |other: &[(&'static str, String)]| -> Vec<String> {
+        other
+            .iter()
+            .filter(|(k, v)| !run.server_env.iter().any(|(k2, v2)| k == k2 && v == v2))
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect()
+    };
     let _ = writeln!(
         s,
-        "- server B (phase 6): the same, on the same database, with \
+        "- server E (phase 1b): like A, on a fresh SQLite database of its own, with {}",
+        differs(&r.es256.env).join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "- resource server (phase 1c): `guard/examples/payments.rs` (its `configure`) in the \
+         benchmark process, actix-web `HttpServer` on 127.0.0.1:0 (default workers: one per \
+         core), `JwksVerifier` of `{}` (issuer and audience `passkey-auth`)",
+        r.resource.jwks_url
+    );
+    let _ = writeln!(
+        s,
+        "- server B (phase 6): like A, on the same database, with \
          `CHALLENGE_CACHE_CAPACITY={}`",
         r.challenge.capacity
     );
     let _ = match &r.logout {
-        NodesOutcome::Measured(m) => {
-            let differs: Vec<String> = m
-                .env
-                .iter()
-                .filter(|(k, v)| !run.server_env.iter().any(|(k2, v2)| k == k2 && v == v2))
-                .map(|(k, v)| format!("`{k}={v}`"))
-                .collect();
-            writeln!(
-                s,
-                "- nodes C and D (phase 7): two processes like A, both with {} (a database \
-                 created for the run and dropped after it, and a key prefix of its own)\n",
-                differs.join(", ")
-            )
-        }
+        NodesOutcome::Measured(m) => writeln!(
+            s,
+            "- nodes C and D (phase 7): two processes like A, both with {} (a database \
+             created for the run and dropped after it, and a key prefix of its own)\n",
+            differs(&m.env).join(", ")
+        ),
         NodesOutcome::Skipped(why) => writeln!(s, "- nodes C and D (phase 7): skipped: {why}\n"),
         NodesOutcome::Failed(why) => writeln!(s, "- nodes C and D (phase 7): failed: {why}\n"),
     };
@@ -1021,6 +1388,14 @@ pub fn targets_line(r: &Results) -> String {
             r.guarded_ratio() >= GUARDED_RATIO_TARGET,
         ),
         (
+            "guarded /protected/basic ≥ 70% of bare",
+            r.guarded_basic_ratio() >= GUARDED_RATIO_TARGET,
+        ),
+        (
+            "the same with ES256 tokens (server E)",
+            r.es256.ratio() >= GUARDED_RATIO_TARGET,
+        ),
+        (
             "login ≥ 90% of ceiling",
             r.login_ratio() >= LOGIN_RATIO_TARGET,
         ),
@@ -1050,7 +1425,7 @@ pub fn targets_line(r: &Results) -> String {
     if logout.1.is_none() {
         list.push(format!("{}: skipped, not counted", logout.0));
     }
-    list.push("refreshes/s: no target set".into());
+    list.push("refreshes/s and the example resource server: no target set".into());
     format!("{met} of {} met ({})", checks.len(), list.join("; "))
 }
 
@@ -1070,19 +1445,37 @@ fn phases(r: &Results) -> String {
         "\
 1. **Guarded vs bare.** Setup (not timed): users sign up, log in (which starts a session), \
 register a passkey with a software P-256 authenticator and verify it, which yields an honest \
-full-level token of the same session (its `sid` claim is checked). Then {bare} \
-connections hammer `GET /healthz` (no auth, no database), the same with the guarded request's \
-`Authorization` header (a diagnostic: request size without token check), and \
-`GET /protected/full` with that token (JWT signature — or the server's cache of verified \
-tokens —, `iss`/`aud`/`exp`, the session check, an in-memory lookup of the `sid` among ended \
-sessions, and the level check; no database either), in three alternating rounds whose results \
-are summed. The server's CPU time per request comes from `/proc/PID/stat` around each run \
-(warm-up included on both sides).
+full-level token of the same session (its `sid` claim is checked; every token names in its \
+header the `kid` of the {alg} key the server created in `signing_keys` at first start). Then \
+{bare} connections hammer `GET /healthz` (no auth, no database), the same with the guarded \
+request's `Authorization` header (a diagnostic: request size without token check), \
+`GET /protected/full` with that token (the {alg} signature by the key its `kid` names — or the \
+server's cache of verified tokens —, `iss`/`aud`/`exp`, the session check, an in-memory lookup \
+of the `sid` among ended sessions, and the level check; no database either), and \
+`GET /protected/basic` with the password-level token of the same session (the same checks but \
+the level), in three alternating rounds whose results are summed. The server's CPU time per \
+request comes from `/proc/PID/stat` around each run (warm-up included on both sides).
+   - **1b. ES256 tokens.** Server E, like A but with `SIGNING_KEY_ALGORITHM=ES256` on a fresh \
+SQLite database (so its first key is a P-256 one): one user signs up and logs in (setup), then \
+`GET /healthz` and `GET /protected/basic` with that password-level ES256 token alternate as \
+in phase 1.
+   - **1c. The example resource server.** `guard/examples/payments.rs`, compiled into the \
+benchmark as it is (`#[path]`) and mounted with its `configure` in an actix-web `HttpServer` on \
+127.0.0.1:0, with a `JwksVerifier` of server A's `/.well-known/jwks.json` in its app data \
+(keys fetched before the first request). Setup checks: `GET /balance` without a token is \
+refused (401) and with A's password-level token answers for its user. Then `GET /health` \
+(unguarded) and `GET /balance` (`LoginUser`) with that token alternate as in phase 1; the \
+server's CPU time is that of its threads (`/proc/self/task`).
 2. **Login vs the argon2 ceiling.** The benchmark times {samples} single-threaded argon2id hashes \
 with the server's parameters (`services::passwords::OWASP_*`); ceiling = cores / median hash time \
 (timed before and after the login run). \
 Then {login} connections post valid logins (`POST /auth/login`, one user; rate limits and \
-lockout off); every login starts a session.
+lockout off); every login starts a session. After it, with the servers idle, one thread of \
+the benchmark times, per algorithm, signing {tokens} distinct tokens with a new key \
+(`KeyMaterial::generate`, then `KeyMaterial::sign` of the claims a login issues), verifying \
+each of them once with the guard crate's `TokenVerifier::verify` (each token new to it: its \
+cache of verified tokens misses), and verifying one of them {tokens} times (the cache hits), \
+in {BATCHES} batches of {BATCH} each; a figure is the median batch's time per token.
 3. **Guarded p99 during a login flood.** {idle} connections on the guarded route alone, then the \
 same {idle} again while {flood} other connections flood `POST /auth/login`; both generators run \
 at once.
@@ -1099,9 +1492,10 @@ a rotation whose answer was lost is refused within the reuse grace, ending nothi
 a refused token (401) starts a new session with a login, at that operation's cost.
 6. **Challenge flood.** A second server (B) on the same database with a small challenge \
 capacity. Users are inserted directly into `users` (one shared precomputed argon2id hash) and \
-their password-level tokens minted with the server's secret (the claims the server issues, \
-`sid` included: a random session id, which is not an ended one), since signing up tens of \
-thousands of users would take minutes of hashing. Then two equal floods, each spread over its \
+their password-level tokens signed with the server's own active key, read from the database's \
+`signing_keys` table (the claims and header the server issues, `kid` included, and a random \
+`sid`, which is not an ended session), since signing up tens of thousands of users would take \
+minutes of hashing; server B must accept one of them before the floods. Then two equal floods, each spread over its \
 own set of users, each request storing a registration challenge under a (user, ceremony) key; \
 RSS is read from `/proc/PID/status` before and after each. Bounded means: the second flood \
 grows RSS by at most max(4 MiB, 25% of what the first flood grew it).
@@ -1118,6 +1512,8 @@ Skipped, with the reason in this report, when PostgreSQL or Redis cannot be reac
 
 Server A's RSS is read at start (before any request), after setup and after each phase.",
         bare = r.bare.concurrency,
+        alg = r.token_key.algorithm,
+        tokens = BATCH * BATCHES,
         samples = r.hash.samples,
         login = r.login.concurrency,
         idle = r.idle.concurrency,

@@ -10,10 +10,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// HS256 key the server signs with; the benchmark knows it to mint tokens
-/// for the users it inserts directly into the database.
-pub const JWT_SECRET: &str = "load-benchmark-secret-0123456789abcdef-0123456789";
-
 /// Where the server keeps its data.
 #[derive(Debug, Clone)]
 pub enum DbTarget {
@@ -55,6 +51,11 @@ pub struct ServerConfig {
     pub challenge_capacity: u64,
     /// `REDIS_URL` and `REDIS_KEY_PREFIX`, for servers that run as nodes.
     pub redis: Option<RedisTarget>,
+    /// `SIGNING_KEY_ALGORITHM` of the key a fresh database gets (unset: the
+    /// server's default, EdDSA). The server reads its keys from the
+    /// database (`signing_keys`), which the benchmark reads too, to sign
+    /// tokens for the users it inserts directly.
+    pub signing_algorithm: Option<&'static str>,
 }
 
 impl ServerConfig {
@@ -63,7 +64,6 @@ impl ServerConfig {
         let mut env = vec![
             ("BIND_ADDR", "127.0.0.1:0".into()),
             ("DATABASE_URL", self.db.url()),
-            ("JWT_SECRET", JWT_SECRET.into()),
             ("RP_ID", "localhost".into()),
             ("RP_ORIGIN", crate::ORIGIN.into()),
             ("RATE_LIMIT_IP_PER_MINUTE", "0".into()),
@@ -77,6 +77,9 @@ impl ServerConfig {
             // requests; the start-up lines (the address) are still printed.
             ("RUST_LOG", "warn,passkey_auth=info".into()),
         ];
+        if let Some(algorithm) = self.signing_algorithm {
+            env.push(("SIGNING_KEY_ALGORITHM", algorithm.into()));
+        }
         if let Some(redis) = &self.redis {
             env.push(("REDIS_URL", redis.url.clone()));
             env.push(("REDIS_KEY_PREFIX", redis.prefix.clone()));
