@@ -284,7 +284,7 @@ impl PasskeyService {
         self.check_limits(Action::PasskeyRegistration, caller, client)
             .await?;
         let outcome = self.register(caller, response, nickname, client).await;
-        self.settle(caller, client, Ceremony::Registration, outcome)
+        self.settle(Some(caller.user_id), client, Ceremony::Registration, outcome)
             .await
     }
 
@@ -420,9 +420,11 @@ impl PasskeyService {
     }
 
     /// Records a refused ceremony and turns it into the error to answer.
+    /// `user_id`: whose ceremony it was, when known (a refused sign-in may
+    /// name no one).
     async fn settle<T>(
         &self,
-        caller: &Principal,
+        user_id: Option<Uuid>,
         client: &ClientInfo,
         ceremony: Ceremony,
         outcome: Result<T, Refusal>,
@@ -432,13 +434,13 @@ impl PasskeyService {
             Ceremony::Authentication => EventKind::PasskeyVerificationFailed,
             Ceremony::SignIn => EventKind::PasskeySignInFailed,
         };
-        let user_id = caller.user_id;
+        let who = user_id.map_or_else(|| "unknown".to_owned(), |id| id.to_string());
         let (kind, detail, error) = match outcome {
             Ok(value) => return Ok(value),
             Err(Refusal::Service(err)) => return Err(err),
             Err(Refusal::Failed(reason)) => {
                 log::warn!(
-                    "passkey {} failed for user_id={user_id}: {reason}",
+                    "passkey {} failed for user_id={who}: {reason}",
                     ceremony.as_str()
                 );
                 (
@@ -448,7 +450,7 @@ impl PasskeyService {
                 )
             }
             Err(Refusal::Exists) => {
-                log::warn!("passkey registration refused: credential already registered (user_id={user_id})");
+                log::warn!("passkey registration refused: credential already registered (user_id={who})");
                 (
                     failure_kind,
                     "credential already registered".to_owned(),
@@ -456,7 +458,7 @@ impl PasskeyService {
                 )
             }
             Err(Refusal::CounterRegression { passkey_id }) => {
-                log::warn!("possible cloned authenticator: counter did not increase (user_id={user_id} passkey_id={passkey_id})");
+                log::warn!("possible cloned authenticator: counter did not increase (user_id={who} passkey_id={passkey_id})");
                 (
                     EventKind::CounterRegression,
                     passkey_id,
@@ -464,9 +466,7 @@ impl PasskeyService {
                 )
             }
         };
-        self.audit
-            .record(kind, Some(user_id), client, Some(detail))
-            .await?;
+        self.audit.record(kind, user_id, client, Some(detail)).await?;
         Err(error)
     }
 
@@ -514,7 +514,7 @@ impl PasskeyService {
         self.check_limits(Action::PasskeyAuthentication, caller, client)
             .await?;
         let outcome = self.authenticate(caller, response, client).await;
-        self.settle(caller, client, Ceremony::Authentication, outcome)
+        self.settle(Some(caller.user_id), client, Ceremony::Authentication, outcome)
             .await
     }
 
@@ -672,29 +672,12 @@ impl PasskeyService {
         self.audit
             .on_limit(limit, None, client, Action::PasskeySignIn)
             .await?;
-        match self.sign_in(&response, client).await {
-            Ok(signed_in) => Ok(signed_in),
-            Err((_, Refusal::Service(err))) => Err(err),
-            Err((user_id, refusal)) => {
-                let (kind, detail) = match refusal {
-                    Refusal::CounterRegression { passkey_id } => {
-                        log::warn!("possible cloned authenticator: counter did not increase (user_id={user_id:?} passkey_id={passkey_id})");
-                        (EventKind::CounterRegression, passkey_id)
-                    }
-                    Refusal::Failed(reason) => {
-                        log::warn!("passkey sign-in failed (user_id={user_id:?}): {reason}");
-                        (EventKind::PasskeySignInFailed, reason)
-                    }
-                    Refusal::Exists | Refusal::Service(_) => {
-                        return Err(ServiceError::PasskeyVerificationFailed)
-                    }
-                };
-                self.audit
-                    .record(kind, user_id, client, Some(detail))
-                    .await?;
-                Err(ServiceError::PasskeyVerificationFailed)
-            }
-        }
+        let (user_id, outcome) = match self.sign_in(&response, client).await {
+            Ok(signed_in) => (Some(signed_in.user_id), Ok(signed_in)),
+            Err((user_id, refusal)) => (user_id, Err(refusal)),
+        };
+        self.settle(user_id, client, Ceremony::SignIn, outcome)
+            .await
     }
 
     /// The sign-in ceremony; a refusal names the user when one was found.
