@@ -284,8 +284,13 @@ impl PasskeyService {
         self.check_limits(Action::PasskeyRegistration, caller, client)
             .await?;
         let outcome = self.register(caller, response, nickname, client).await;
-        self.settle(Some(caller.user_id), client, Ceremony::Registration, outcome)
-            .await
+        self.settle(
+            Some(caller.user_id),
+            client,
+            Ceremony::Registration,
+            outcome,
+        )
+        .await
     }
 
     async fn register(
@@ -450,7 +455,9 @@ impl PasskeyService {
                 )
             }
             Err(Refusal::Exists) => {
-                log::warn!("passkey registration refused: credential already registered (user_id={who})");
+                log::warn!(
+                    "passkey registration refused: credential already registered (user_id={who})"
+                );
                 (
                     failure_kind,
                     "credential already registered".to_owned(),
@@ -466,7 +473,9 @@ impl PasskeyService {
                 )
             }
         };
-        self.audit.record(kind, user_id, client, Some(detail)).await?;
+        self.audit
+            .record(kind, user_id, client, Some(detail))
+            .await?;
         Err(error)
     }
 
@@ -514,8 +523,13 @@ impl PasskeyService {
         self.check_limits(Action::PasskeyAuthentication, caller, client)
             .await?;
         let outcome = self.authenticate(caller, response, client).await;
-        self.settle(Some(caller.user_id), client, Ceremony::Authentication, outcome)
-            .await
+        self.settle(
+            Some(caller.user_id),
+            client,
+            Ceremony::Authentication,
+            outcome,
+        )
+        .await
     }
 
     async fn authenticate(
