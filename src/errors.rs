@@ -237,6 +237,7 @@ impl From<ServiceError> for ApiError {
                 // Whole seconds, rounded up: never tell a client to retry too early.
                 retry_after_secs: retry_after.as_millis().div_ceil(1000).max(1) as u64,
             },
+            ServiceError::Overloaded => ApiError::ServiceUnavailable,
             ServiceError::Unavailable(cause) => {
                 log::warn!("backing service unavailable: {cause}");
                 ApiError::ServiceUnavailable

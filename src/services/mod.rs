@@ -59,6 +59,10 @@ pub enum ServiceError {
     RateLimited { retry_after: Duration },
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// A bounded store is full: refused by design, logged by the store
+    /// (at most every few seconds), not per request.
+    #[error("a bounded store is full")]
+    Overloaded,
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -83,9 +87,7 @@ impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(cause) => ServiceError::Unavailable(cause),
-            StoreError::Full => {
-                ServiceError::Unavailable("the challenge store is at its byte bound".into())
-            }
+            StoreError::Full => ServiceError::Overloaded,
         }
     }
 }

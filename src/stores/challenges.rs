@@ -114,6 +114,32 @@ const ENTRY_OVERHEAD: usize = 128;
 pub struct MokaChallengeStore {
     cache: moka::sync::Cache<ChallengeKey, Vec<u8>>,
     max_bytes: u64,
+    refusals: RefusalLog,
+}
+
+/// Refusals of a full store, logged once per [`REFUSAL_LOG_EVERY`] with
+/// their count, so that a flood of requests is not a flood of log lines.
+#[derive(Default)]
+struct RefusalLog {
+    since_last_line: std::sync::atomic::AtomicU64,
+    last_line: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl RefusalLog {
+    fn refused(&self, max_bytes: u64) {
+        use std::sync::atomic::Ordering;
+        let count = self.since_last_line.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = self.last_line.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+            *last = Some(std::time::Instant::now());
+            self.since_last_line.store(0, Ordering::Relaxed);
+            log::warn!(
+                "challenge store full ({max_bytes} bytes, CHALLENGE_STORE_MAX_BYTES): {count} new ceremonies refused with 503 since the last such line"
+            );
+        }
+    }
 }
 
 impl MokaChallengeStore {
@@ -129,6 +155,7 @@ impl MokaChallengeStore {
                 .time_to_live(ttl)
                 .build(),
             max_bytes,
+            refusals: RefusalLog::default(),
         }
     }
 
@@ -157,6 +184,7 @@ impl ChallengeStore for MokaChallengeStore {
         // that the bound then drops silently.
         self.cache.run_pending_tasks();
         if self.cache.weighted_size() >= self.max_bytes / 10 * 9 {
+            self.refusals.refused(self.max_bytes);
             return Err(StoreError::Full);
         }
         self.cache.insert(key, state);
