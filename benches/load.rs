@@ -6,9 +6,12 @@
 //! BENCHMARKS.md with the figures and the machine they ran on. Phase 1 has
 //! two variants: on a server signing ES256 tokens (1b), and on the guard
 //! crate's example resource server run in this process (1c); phase 2 also
-//! times signing and verifying one token. The last phase runs two servers
-//! as nodes on one PostgreSQL and one Redis (the machine's services);
-//! without them it is skipped, and the report says so.
+//! times signing and verifying one token; phase 4 measures passkey step-ups
+//! and then passkey sign-ins (4b); phase 6 floods a fresh server with
+//! public sign-in options and watches its memory and its guarded route.
+//! The last phase runs two servers as nodes on one PostgreSQL and one
+//! Redis (the machine's services); without them it is skipped, and the
+//! report says so.
 
 #[path = "../tests/common/authenticator.rs"]
 mod authenticator;
@@ -26,15 +29,14 @@ mod nodes;
 mod report;
 #[path = "load/resource.rs"]
 mod resource;
-#[path = "load/seed.rs"]
-mod seed;
 #[path = "load/server.rs"]
 mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher as _, SaltString};
@@ -49,8 +51,8 @@ use authenticator::TestAuthenticator;
 use driver::{expect_success, FixedRequest, LoadResult, LoadSpec, Operation, Stop};
 use http::Conn;
 use report::{
-    AlgorithmRun, ChallengeFloods, HashTiming, LogoutPropagation, Machine, MemorySample,
-    NodesOutcome, ResourceRun, Results, RunInfo, TokenKey,
+    AlgorithmRun, FloodRss, HashTiming, LogoutPropagation, Machine, MemorySample, NodesOutcome,
+    OptionsFlood, ResourceRun, Results, RunInfo, TokenKey,
 };
 use resource::ResourceServer;
 use server::{DbTarget, RedisTarget, Server, ServerConfig};
@@ -72,17 +74,21 @@ struct Settings {
     login_connections: usize,
     /// Phase 3's guarded generator.
     idle_connections: usize,
-    /// Phase 4: also the number of users with a passkey.
+    /// Phases 4 and 4b: also the number of users with a passkey.
     ceremony_workers: usize,
     /// argon2id hashes timed for the ceiling.
     hash_samples: usize,
     /// Phase 5: connections, each rotating its own session's refresh token.
     refresh_connections: usize,
-    /// Phase 6: requests per flood, users per flood, store capacity.
+    /// Phase 6: requests in the options flood, its connections, how long
+    /// it may take, and the paced probe of the guarded route beside it.
     flood_requests: u64,
-    flood_users: usize,
     flood_connections: usize,
-    challenge_capacity: u64,
+    flood_limit: Duration,
+    probe_connections: usize,
+    probe_interval: Duration,
+    /// Phase 6: how often server B's RSS is read during the flood.
+    rss_interval: Duration,
     /// Phase 7: logouts, and how the other node is polled after each.
     logout_rounds: usize,
     poll_interval: Duration,
@@ -107,10 +113,12 @@ impl Settings {
             ceremony_workers: 32,
             hash_samples: 20,
             refresh_connections: 16,
-            flood_requests: env_number("BENCH_FLOOD", 100_000)?,
-            flood_users: 20_000,
+            flood_requests: env_number("BENCH_FLOOD", 1_000_000)?,
             flood_connections: 64,
-            challenge_capacity: 10_000,
+            flood_limit: Duration::from_secs(300),
+            probe_connections: 4,
+            probe_interval: Duration::from_millis(10),
+            rss_interval: Duration::from_millis(100),
             logout_rounds: env_number("BENCH_LOGOUTS", 100)?,
             poll_interval: Duration::from_millis(2),
             poll_deadline: Duration::from_secs(5),
@@ -216,11 +224,11 @@ async fn run(settings: Settings) -> Result<(), String> {
     // Every username of this run starts with the prefix (unique per run, so
     // a shared PostgreSQL database needs no cleaning beforehand).
     let prefix = format!("lb{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let mut config = ServerConfig {
+    let config = ServerConfig {
         binary: settings.server_binary.clone(),
         workdir: workdir.0.clone(),
         db: db.clone(),
-        challenge_capacity: 100_000, // the default, for phases 1-5
+        challenge_capacity: 100_000, // the default (phase 6 relies on it)
         redis: None,
         signing_algorithm: None, // the default, EdDSA
     };
@@ -231,11 +239,12 @@ async fn run(settings: Settings) -> Result<(), String> {
         db.describe()
     );
 
-    // Server A's environment, for the report (server B differs in capacity,
-    // the nodes of phase 7 in database and Redis; they report their own).
+    // Server A's environment, for the report (server B is the same on a
+    // fresh process, the nodes of phase 7 differ in database and Redis and
+    // report their own).
     let server_env = config.env();
-    let outcome = phases(&settings, &mut config, &prefix, &machine).await;
-    if let Err(err) = seed::delete_run(&db, &prefix) {
+    let outcome = phases(&settings, &config, &prefix, &machine).await;
+    if let Err(err) = db.delete_users(&prefix) {
         eprintln!("warning: could not delete this run's users: {err}");
     }
     let results = outcome?;
@@ -279,7 +288,7 @@ async fn run(settings: Settings) -> Result<(), String> {
 /// Phases 1-5 on server A, phase 6 on server B, phase 7 on nodes C and D.
 async fn phases(
     settings: &Settings,
-    config: &mut ServerConfig,
+    config: &ServerConfig,
     prefix: &str,
     machine: &Machine,
 ) -> Result<Results, String> {
@@ -302,6 +311,7 @@ async fn phases(
     let first = users.first().ok_or("no users were enrolled")?;
     let (full_token, first_username) = (first.full_token.clone(), first.username.clone());
     let password_token = first.password_token.clone();
+    let first_passkey = first.passkey.clone();
     let guarded_sid = session_of(&full_token, &password_token)?;
     let token_key = signed_with(&full_token, KeyAlgorithm::EdDSA)?;
     signed_with(&password_token, KeyAlgorithm::EdDSA)?;
@@ -351,9 +361,13 @@ async fn phases(
         phase_latency_under_flood(settings, addr, &full_token, &login_request).await;
     sample(&server, "phase 3 (guarded + login flood)");
 
-    println!("phase 4: passkey ceremonies");
-    let ceremonies = phase_ceremonies(settings, &server, users).await;
-    sample(&server, "phase 4 (ceremonies)");
+    println!("phase 4: passkey ceremonies (step-up)");
+    let ceremonies = phase_ceremonies(settings, &server, &users).await;
+    sample(&server, "phase 4 (step-up ceremonies)");
+
+    println!("phase 4b: passkey sign-ins");
+    let sign_ins = phase_sign_ins(settings, &server, &users).await?;
+    sample(&server, "phase 4b (sign-ins)");
 
     println!("phase 5: refresh-token rotation");
     let refresh = phase_refresh(settings, &server, &usernames, "POST /auth/refresh").await?;
@@ -363,9 +377,9 @@ async fn phases(
     let server_warnings = server.warnings();
     check_alive(server)?;
 
-    println!("phase 6: challenge flood on server B");
-    config.challenge_capacity = settings.challenge_capacity;
-    let challenge = phase_challenge_flood(settings, config, prefix, &hash.phc).await?;
+    println!("phase 6: sign-in options flood on server B");
+    let options_flood =
+        phase_options_flood(settings, config, &password_token, &first_passkey).await?;
 
     println!("phase 7: logout propagation between two nodes");
     let logout = phase_logout_propagation(settings, config, prefix).await;
@@ -391,8 +405,9 @@ async fn phases(
         under_flood,
         flood_logins,
         ceremonies,
+        sign_ins,
         refresh,
-        challenge,
+        options_flood,
         logout,
         memory,
         peak_rss_kib,
@@ -415,12 +430,17 @@ fn check_alive(mut server: Server) -> Result<(), String> {
 // ---------------------------------------------------------------------------
 // Setup: users with a registered passkey, through the public API only.
 
-/// A user who signed up, logged in and registered a passkey.
+/// A software passkey shared by the phases that use it one after another
+/// (its signature counter must keep increasing across them). The lock is
+/// held only while signing, never across a request.
+type SharedPasskey = Arc<Mutex<TestAuthenticator>>;
+
+/// A user who signed up, logged in and registered a (discoverable) passkey.
 struct EnrolledUser {
     username: String,
     password_token: String,
     full_token: String,
-    passkey: TestAuthenticator,
+    passkey: SharedPasskey,
 }
 
 /// Enrolls `count` users, a few at a time (each costs two argon2 hashes).
@@ -466,12 +486,19 @@ async fn enroll(addr: SocketAddr, username: String) -> Result<EnrolledUser, Stri
         "register options",
     )
     .await?;
-    let mut passkey = TestAuthenticator::new();
+    // Discoverable (`credProps.rk` true), as phase 4b's sign-ins need.
+    let mut passkey = TestAuthenticator::discoverable();
     let credential = passkey.register(&options, ORIGIN)?;
     let verify = http::post_json("/passkeys/register/verify", token, &credential);
-    call(&mut conn, &verify, "register verify").await?;
+    let summary = call(&mut conn, &verify, "register verify").await?;
+    if summary["discoverable"] != Value::Bool(true) {
+        return Err(format!(
+            "the passkey was not stored as discoverable: {summary}"
+        ));
+    }
+    let passkey = Arc::new(Mutex::new(passkey));
 
-    let full_token = authenticate(&mut conn, &password_token, &mut passkey).await?;
+    let full_token = authenticate(&mut conn, &password_token, &passkey).await?;
     Ok(EnrolledUser {
         username,
         password_token,
@@ -484,7 +511,7 @@ async fn enroll(addr: SocketAddr, username: String) -> Result<EnrolledUser, Stri
 async fn authenticate(
     conn: &mut Conn,
     token: &str,
-    passkey: &mut TestAuthenticator,
+    passkey: &SharedPasskey,
 ) -> Result<String, String> {
     let options = call(
         conn,
@@ -492,9 +519,35 @@ async fn authenticate(
         "authenticate options",
     )
     .await?;
-    let assertion = passkey.authenticate(&options, ORIGIN)?;
+    let assertion = sign(passkey, &options)?;
     let verify = http::post_json("/passkeys/authenticate/verify", Some(token), &assertion);
     access_token(&call(conn, &verify, "authenticate verify").await?)
+}
+
+/// The authenticator's answer to `options` (its counter + 1).
+fn sign(passkey: &SharedPasskey, options: &Value) -> Result<Value, String> {
+    passkey
+        .lock()
+        .map_err(|_| "a passkey's lock was poisoned".to_owned())?
+        .authenticate(options, ORIGIN)
+}
+
+/// `GET /passkeys/login/options`: public, no token.
+fn sign_in_options_request() -> Vec<u8> {
+    http::get("/passkeys/login/options", None)
+}
+
+/// Finishes a sign-in begun with `options`: the assertion (whose
+/// `userHandle` is the one the authenticator registered with, the user's
+/// id), then `POST /passkeys/login/verify`; returns the token response.
+async fn finish_sign_in(
+    conn: &mut Conn,
+    passkey: &SharedPasskey,
+    options: &Value,
+) -> Result<Value, String> {
+    let assertion = sign(passkey, options)?;
+    let verify = http::post_json("/passkeys/login/verify", None, &assertion);
+    call(conn, &verify, "sign-in verify").await
 }
 
 /// Sends `request`, expects 2xx, parses the JSON body.
@@ -520,6 +573,12 @@ fn string_field(response: &Value, name: &str) -> Result<String, String> {
 /// A claim of a token, read without verification (it is the server's own).
 fn claim(token: &str, name: &str) -> Option<String> {
     token_part(token, 1, name)
+}
+
+/// All the claims of a token, unverified.
+fn token_claims(token: &str) -> Option<Value> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.split('.').nth(1)?).ok()?;
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// A field of a token's header (part 0) or claims (part 1), unverified.
@@ -780,8 +839,6 @@ struct Argon2Reference {
     cores: usize,
     /// Single-threaded hash times.
     sequential: Vec<Duration>,
-    /// A PHC string of [`PASSWORD`], for the users phase 6 inserts.
-    phc: String,
 }
 
 impl Argon2Reference {
@@ -792,13 +849,12 @@ impl Argon2Reference {
             Version::V0x13,
             Params::new(params.0, params.1, params.2, None).map_err(|e| e.to_string())?,
         );
-        let phc = hash_once(&argon2)?; // also the warm-up
+        hash_once(&argon2)?; // the warm-up
         Ok(Argon2Reference {
             argon2,
             params,
             cores,
             sequential: Vec::new(),
-            phc,
         })
     }
 
@@ -828,11 +884,11 @@ impl Argon2Reference {
 }
 
 /// One PHC hash of [`PASSWORD`] with a fresh salt (what sign-up does).
-fn hash_once(argon2: &Argon2<'_>) -> Result<String, String> {
+fn hash_once(argon2: &Argon2<'_>) -> Result<(), String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     argon2
         .hash_password(PASSWORD.as_bytes(), &salt)
-        .map(|h| h.to_string())
+        .map(drop)
         .map_err(|e| e.to_string())
 }
 
@@ -893,17 +949,17 @@ async fn phase_latency_under_flood(
 }
 
 // ---------------------------------------------------------------------------
-// Phase 4: passkey ceremonies.
+// Phase 4: passkey ceremonies (step-up), and 4b: passkey sign-ins.
 
 /// One worker's user: options → assertion → verify, in a loop.
 struct Ceremony {
     token: String,
-    passkey: TestAuthenticator,
+    passkey: SharedPasskey,
 }
 
 impl Operation for Ceremony {
     async fn run(&mut self, conn: &mut Conn, _seq: u64) -> Result<(), String> {
-        authenticate(conn, &self.token, &mut self.passkey)
+        authenticate(conn, &self.token, &self.passkey)
             .await
             .map(drop)
     }
@@ -912,19 +968,105 @@ impl Operation for Ceremony {
 async fn phase_ceremonies(
     settings: &Settings,
     server: &Server,
-    users: Vec<EnrolledUser>,
+    users: &[EnrolledUser],
 ) -> LoadResult {
     let ops: Vec<Ceremony> = users
-        .into_iter()
+        .iter()
         .map(|u| Ceremony {
-            token: u.password_token,
-            passkey: u.passkey,
+            token: u.password_token.clone(),
+            passkey: u.passkey.clone(),
         })
         .collect();
-    let spec = settings.timed("passkey ceremonies", ops.len());
+    let spec = settings.timed("passkey ceremonies (step-up)", ops.len());
     let result = run_on(server, &spec, ops).await;
     println!("  {}", result.summary());
     result
+}
+
+/// One worker's passkey, signing in with no token: public options →
+/// assertion carrying the user handle → verify, which starts a session.
+struct SignIn {
+    options: Arc<[u8]>,
+    passkey: SharedPasskey,
+}
+
+impl Operation for SignIn {
+    async fn run(&mut self, conn: &mut Conn, _seq: u64) -> Result<(), String> {
+        let options = call(conn, &self.options, "sign-in options").await?;
+        let answer = finish_sign_in(conn, &self.passkey, &options).await?;
+        // A full-level token of a new session, with its refresh token.
+        let token = access_token(&answer)?;
+        refresh_token(&answer)?;
+        if answer["authLevel"] != "full" {
+            return Err(format!("sign-in answered {answer}"));
+        }
+        if token.is_empty() {
+            return Err("an empty access token".into());
+        }
+        Ok(())
+    }
+}
+
+/// Phase 4b. Setup (not timed): one sign-in per user, checked in full (the
+/// assertion's `userHandle` is the user's id bytes, the token is
+/// full-level with `amr ["hwk"]` and a session that is not the login's);
+/// then a timed run, each worker signing in with its own user's passkey.
+async fn phase_sign_ins(
+    settings: &Settings,
+    server: &Server,
+    users: &[EnrolledUser],
+) -> Result<LoadResult, String> {
+    let options_request: Arc<[u8]> = Arc::from(sign_in_options_request());
+    let mut conn = Conn::new(server.addr);
+    for user in users {
+        let options = call(&mut conn, &options_request, "sign-in options").await?;
+        let allowed = &options["publicKey"]["allowCredentials"];
+        if allowed.as_array().is_some_and(|list| !list.is_empty()) {
+            return Err(format!("sign-in options name credentials: {allowed}"));
+        }
+        let assertion = sign(&user.passkey, &options)?;
+        let sub = claim(&user.password_token, "sub").ok_or("a token without sub")?;
+        let id = uuid::Uuid::parse_str(&sub).map_err(|e| format!("sub {sub:?}: {e}"))?;
+        let handle = assertion["response"]["userHandle"].as_str();
+        if handle != Some(URL_SAFE_NO_PAD.encode(id.as_bytes()).as_str()) {
+            return Err(format!(
+                "the assertion's userHandle {handle:?} is not user {id}'s id bytes"
+            ));
+        }
+        let verify = http::post_json("/passkeys/login/verify", None, &assertion);
+        let answer = call(&mut conn, &verify, "sign-in verify (setup)").await?;
+        let token = access_token(&answer)?;
+        refresh_token(&answer)?;
+        let amr = token_claims(&token).map(|c| c["amr"].clone());
+        if claim(&token, "sub").as_deref() != Some(sub.as_str())
+            || claim(&token, "authLevel").as_deref() != Some("full")
+            || amr != Some(json!(["hwk"]))
+            || claim(&token, "sid").is_none()
+            || claim(&token, "sid") == claim(&user.password_token, "sid")
+        {
+            return Err(format!(
+                "the sign-in's token is not a full-level hwk token of a new session of \
+                 {sub}: {:?}",
+                token_claims(&token)
+            ));
+        }
+    }
+    drop(conn);
+    println!(
+        "  {} users signed in once each (userHandle, amr [\"hwk\"], a new session: checked)",
+        users.len()
+    );
+    let ops: Vec<SignIn> = users
+        .iter()
+        .map(|u| SignIn {
+            options: options_request.clone(),
+            passkey: u.passkey.clone(),
+        })
+        .collect();
+    let spec = settings.timed("passkey sign-ins", ops.len());
+    let result = run_on(server, &spec, ops).await;
+    println!("  {}", result.summary());
+    Ok(result)
 }
 
 // ---------------------------------------------------------------------------
@@ -1014,104 +1156,259 @@ async fn phase_refresh(
 }
 
 // ---------------------------------------------------------------------------
-// Phase 6: challenge flood on a second server with a small store.
+// Phase 6: a flood of public sign-in options on a fresh server (B) with the
+// default challenge store, its RSS, and its guarded route beside it.
 
-/// Registration options for a rotating set of users: each request stores a
-/// challenge under (user, registration).
-struct RegisterOptions(Arc<Vec<Vec<u8>>>);
+/// The flood's expected answers so far, shared by its workers and the RSS
+/// sampler.
+#[derive(Default)]
+struct FloodCounts {
+    /// 200 with request options: a ceremony stored.
+    admitted: AtomicU64,
+    /// 503 `service_unavailable`: the store is past nine tenths of its bound.
+    refused: AtomicU64,
+}
 
-impl Operation for RegisterOptions {
-    async fn run(&mut self, conn: &mut Conn, seq: u64) -> Result<(), String> {
-        let request = &self.0[(seq % self.0.len() as u64) as usize];
-        expect_success(conn, request, "register options")
+/// `GET /passkeys/login/options`. A 200 with options and a 503
+/// `service_unavailable` (once the store is full: the designed answer) are
+/// both expected and counted apart; anything else is an error.
+struct FloodOptions {
+    request: Arc<[u8]>,
+    counts: Arc<FloodCounts>,
+}
+
+impl Operation for FloodOptions {
+    async fn run(&mut self, conn: &mut Conn, _seq: u64) -> Result<(), String> {
+        let answer = conn
+            .send(&self.request)
             .await
-            .map(drop)
+            .map_err(|e| format!("sign-in options: {e}"))?;
+        let counter = match answer.status {
+            200 if contains(&answer.body, b"\"challenge\"") => &self.counts.admitted,
+            503 if contains(&answer.body, b"\"service_unavailable\"") => &self.counts.refused,
+            _ => return Err(answer.unexpected("sign-in options")),
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
 
-async fn phase_challenge_flood(
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Reads `pid`'s RSS every `interval` until `stop` is set, with the flood's
+/// counts at each reading.
+async fn sample_rss(
+    pid: u32,
+    counts: Arc<FloodCounts>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+) -> Vec<FloodRss> {
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut ticks = tokio::time::interval(interval);
+    while !stop.load(Ordering::Relaxed) {
+        ticks.tick().await;
+        if let Some(rss_kib) = server::rss_kib_of(pid) {
+            samples.push(FloodRss {
+                at: started.elapsed(),
+                admitted: counts.admitted.load(Ordering::Relaxed),
+                refused: counts.refused.load(Ordering::Relaxed),
+                rss_kib,
+            });
+        }
+    }
+    samples
+}
+
+/// The paced probe of `request` (phase 6's guarded route) for as long as
+/// `during` runs; returns both results.
+async fn probe_while<F: std::future::Future>(
+    settings: &Settings,
+    addr: SocketAddr,
+    request: &Arc<[u8]>,
+    label: &str,
+    during: F,
+) -> (LoadResult, F::Output) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let probe = driver::paced(
+        addr,
+        label,
+        request.clone(),
+        settings.probe_connections,
+        settings.probe_interval,
+        stop.clone(),
+    );
+    let work = async {
+        let output = during.await;
+        stop.store(true, Ordering::Relaxed);
+        output
+    };
+    tokio::join!(probe, work)
+}
+
+/// Server B: server A's configuration on a fresh process (the same
+/// database, so A's users, passkeys and token work there), the challenge
+/// store at its defaults. Setup: A's password-level token must open B's
+/// `/protected/basic`, and one sign-in is begun (options fetched, to be
+/// finished after the flood). Then the guarded route alone (paced probe),
+/// then the same probe during the flood of `settings.flood_requests`
+/// options, RSS sampled throughout; after it, while the store is full: a
+/// step-up's options, `/readyz`, and the sign-in begun before the flood.
+async fn phase_options_flood(
     settings: &Settings,
     config: &ServerConfig,
-    prefix: &str,
-    phc: &str,
-) -> Result<ChallengeFloods, String> {
+    password_token: &str,
+    passkey: &SharedPasskey,
+) -> Result<OptionsFlood, String> {
+    // The store's bounds as the server reads them from this environment.
+    let env = config.env();
+    let store = passkey_auth::config::Settings::from_lookup(|name| {
+        env.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.clone())
+    })
+    .map_err(|e| format!("server B's configuration: {}: {}", e.var, e.message))?;
     let server = Server::start(config)?;
     println!(
-        "  server B on {} (pid {}), CHALLENGE_CACHE_CAPACITY={}",
+        "  server B on {} (pid {}), challenge store bound {} bytes, {} entries, TTL {} s",
         server.addr,
         server.pid(),
-        config.challenge_capacity
+        store.challenge_store_max_bytes,
+        store.challenge_capacity,
+        store.challenge_ttl.as_secs()
     );
-    let floods = 2;
-    let users = seed::users(prefix, settings.flood_users * floods);
-    let db = config.db.clone();
-    let phc = phc.to_owned();
-    let (users, requests, probe, kid) = tokio::task::spawn_blocking(move || {
-        seed::insert(&db, &users, &phc)?;
-        let key = seed::signing_key(&db)?;
-        let tokens = users
-            .iter()
-            .map(|u| seed::password_token(u, &key))
-            .collect::<Result<Vec<_>, String>>()?;
-        let requests = tokens
-            .iter()
-            .map(|token| http::get("/passkeys/register/options", Some(token)))
-            .collect::<Vec<_>>();
-        let probe = tokens
-            .first()
-            .map(|t| http::get("/protected/basic", Some(t)));
-        Ok::<_, String>((users, requests, probe, key.kid().to_owned()))
-    })
-    .await
-    .map_err(|e| e.to_string())??;
-    // The server must accept what was minted, before anything is measured.
-    if let Some(probe) = probe {
-        expect_success(
-            &mut Conn::new(server.addr),
-            &probe,
-            "a seeded token on /protected/basic",
+    let rss_start = server.rss_kib();
+    let guarded: Arc<[u8]> = Arc::from(http::get("/protected/basic", Some(password_token)));
+    let options_request: Arc<[u8]> = Arc::from(sign_in_options_request());
+    let early = {
+        let mut conn = Conn::new(server.addr);
+        expect_success(&mut conn, &guarded, "A's token on B's /protected/basic").await?;
+        call(
+            &mut conn,
+            &options_request,
+            "sign-in options before the flood",
         )
-        .await?;
-    }
-    println!(
-        "  inserted {} users, signed their tokens with the server's key {kid}",
-        users.len()
-    );
-
-    let mut result = ChallengeFloods {
-        capacity: config.challenge_capacity,
-        users_per_flood: settings.flood_users,
-        floods: Vec::new(),
-        rss_kib: vec![server.rss_kib()],
-        server_warnings: 0,
+        .await?
     };
-    for (i, chunk) in requests
-        .chunks(settings.flood_users)
-        .take(floods)
-        .enumerate()
-    {
-        let shared = Arc::new(chunk.to_vec());
-        let spec = LoadSpec {
-            label: format!("challenge flood {}", i + 1),
-            concurrency: settings.flood_connections,
-            stop: Stop::Count {
-                total: settings.flood_requests,
-                limit: Duration::from_secs(300),
-            },
-        };
-        let ops = (0..spec.concurrency)
-            .map(|_| RegisterOptions(shared.clone()))
-            .collect();
-        let flood = run_on(&server, &spec, ops).await;
-        println!("  {}", flood.summary());
-        let rss = server.rss_kib();
-        println!("  RSS after flood {}: {} KiB", i + 1, rss.unwrap_or(0));
-        result.rss_kib.push(rss);
-        result.floods.push(flood);
-    }
-    result.server_warnings = server.warnings().0;
+
+    let (idle, ()) = probe_while(
+        settings,
+        server.addr,
+        &guarded,
+        "guarded, idle server B",
+        tokio::time::sleep(settings.measure),
+    )
+    .await;
+    println!("  {}", idle.summary());
+
+    let rss_before = server.rss_kib();
+    let counts = Arc::new(FloodCounts::default());
+    let spec = LoadSpec {
+        label: "sign-in options flood".into(),
+        concurrency: settings.flood_connections,
+        stop: Stop::Count {
+            total: settings.flood_requests,
+            limit: settings.flood_limit,
+        },
+    };
+    let ops = (0..spec.concurrency)
+        .map(|_| FloodOptions {
+            request: options_request.clone(),
+            counts: counts.clone(),
+        })
+        .collect();
+    let sampled = Arc::new(AtomicBool::new(false));
+    let sampler = tokio::spawn(sample_rss(
+        server.pid(),
+        counts.clone(),
+        settings.rss_interval,
+        sampled.clone(),
+    ));
+    let (during, flood) = probe_while(
+        settings,
+        server.addr,
+        &guarded,
+        "guarded, during the options flood",
+        run_on(&server, &spec, ops),
+    )
+    .await;
+    sampled.store(true, Ordering::Relaxed);
+    let samples = sampler.await.map_err(|e| format!("RSS sampler: {e}"))?;
+    let rss_after = server.rss_kib();
+    let (admitted, refused) = (
+        counts.admitted.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+    );
+    println!("  {}", flood.summary());
+    println!(
+        "  answers: {admitted} × 200 (ceremony stored), {refused} × 503 service_unavailable \
+         (store full), {} other",
+        flood.errors
+    );
+    println!("  {}", during.summary());
+
+    // A new connection: one left idle through the flood may have been
+    // closed by the server's keep-alive timeout.
+    let mut conn = Conn::new(server.addr);
+    let step_up = conn
+        .send(&http::get(
+            "/passkeys/authenticate/options",
+            Some(password_token),
+        ))
+        .await
+        .map_err(|e| format!("step-up options after the flood: {e}"))?;
+    let readyz = conn
+        .send(&http::get("/readyz", None))
+        .await
+        .map_err(|e| format!("/readyz after the flood: {e}"))?;
+    let early_sign_in = finish_sign_in(&mut conn, passkey, &early)
+        .await
+        .and_then(|answer| access_token(&answer))
+        .map(drop);
+    let step_up_refused =
+        step_up.status == 503 && contains(&step_up.body, b"\"service_unavailable\"");
+    println!(
+        "  while full: step-up options HTTP {}, /readyz HTTP {}, the sign-in begun before \
+         the flood: {}",
+        step_up.status,
+        readyz.status,
+        early_sign_in
+            .as_ref()
+            .map_or_else(|e| e.clone(), |()| "200".into())
+    );
+    let peak_rss_kib = server.peak_rss_kib();
+    let (server_warnings, last) = server.warnings();
     check_alive(server)?;
-    Ok(result)
+    Ok(OptionsFlood {
+        requests: settings.flood_requests,
+        store_max_bytes: store.challenge_store_max_bytes,
+        capacity: store.challenge_capacity,
+        ttl: store.challenge_ttl,
+        probe_interval: settings.probe_interval,
+        rss_interval: settings.rss_interval,
+        flood,
+        admitted,
+        refused,
+        idle,
+        during,
+        rss_start,
+        rss_before,
+        rss_after,
+        peak_rss_kib,
+        samples,
+        step_up: format!(
+            "HTTP {} {}",
+            step_up.status,
+            String::from_utf8_lossy(&step_up.body)
+        ),
+        step_up_refused,
+        readyz_status: readyz.status,
+        early_sign_in,
+        server_warnings,
+        last_warning: last.last().cloned(),
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 //! A run is either timed (warm-up, then a measured window: an operation
 //! counts when it starts and ends inside the window) or counted (a fixed
 //! number of operations shared by all workers, all of them measured).
+//! Beside those closed loops, [`paced`] is an open-loop probe: a request at
+//! a fixed rate, for the latency a client sees while other load runs.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -272,4 +274,104 @@ async fn worker<O: Operation>(
         }
     }
     tally
+}
+
+/// An open-loop probe beside other load: `connections` workers, each
+/// sending `request` once per `interval` (starts staggered across the
+/// interval; a tick missed behind a slow answer is sent as soon as that
+/// answer arrives) until `stop` is set, every answer measured. Unlike a
+/// closed-loop run it takes a small, fixed share of the machine, so it
+/// measures the latency a client of the route sees without adding load
+/// of its own. Any 2xx is a success.
+pub async fn paced(
+    addr: SocketAddr,
+    label: &str,
+    request: Arc<[u8]>,
+    connections: usize,
+    interval: Duration,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> LoadResult {
+    let start = Instant::now();
+    let workers: Vec<_> = (0..connections)
+        .map(|i| {
+            let (request, stop) = (request.clone(), stop.clone());
+            let offset = interval * i as u32 / connections.max(1) as u32;
+            tokio::spawn(async move {
+                let mut conn = Conn::new(addr);
+                let mut tally = Tally {
+                    completed: 0,
+                    ok: 0,
+                    errors: 0,
+                    first_error: None,
+                    latency_us: histogram(),
+                };
+                // The connection is opened outside the measurement.
+                if let Err(err) = expect_success(&mut conn, &request, "probe warm-up").await {
+                    tally.errors += 1;
+                    tally.first_error = Some(err);
+                }
+                let mut ticks = tokio::time::interval_at(
+                    tokio::time::Instant::now() + interval + offset,
+                    interval,
+                );
+                while !stop.load(Ordering::Relaxed) {
+                    ticks.tick().await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let began = Instant::now();
+                    let outcome = tokio::time::timeout(
+                        OPERATION_TIMEOUT,
+                        expect_success(&mut conn, &request, "probe"),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(format!("timed out after {OPERATION_TIMEOUT:?}")));
+                    tally.completed += 1;
+                    match outcome {
+                        Ok(_) => {
+                            tally.ok += 1;
+                            let micros =
+                                u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            tally.latency_us.saturating_record(micros.max(1));
+                        }
+                        Err(err) => {
+                            tally.errors += 1;
+                            tally.first_error.get_or_insert(err);
+                        }
+                    }
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut result = LoadResult {
+        label: label.into(),
+        concurrency: connections,
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        window: Duration::ZERO,
+        latency_us: histogram(),
+        completed: 0,
+        server_cpu: None,
+    };
+    for handle in workers {
+        match handle.await {
+            Ok(tally) => {
+                result.completed += tally.completed;
+                result.ok += tally.ok;
+                result.errors += tally.errors;
+                result.first_error = result.first_error.or(tally.first_error);
+                let _ = result.latency_us.add(&tally.latency_us);
+            }
+            Err(join_error) => {
+                result.errors += 1;
+                result
+                    .first_error
+                    .get_or_insert(format!("probe worker panicked: {join_error}"));
+            }
+        }
+    }
+    result.window = start.elapsed();
+    result
 }

@@ -33,6 +33,25 @@ impl DbTarget {
             DbTarget::Postgres(_) => "PostgreSQL (BENCH_DATABASE_URL)",
         }
     }
+
+    /// Deletes every user of this run (their passkeys, sessions and events
+    /// cascade), so a shared PostgreSQL database is left as it was found.
+    pub fn delete_users(&self, prefix: &str) -> Result<(), String> {
+        use diesel::connection::SimpleConnection as _;
+        use diesel::Connection as _;
+        if prefix.contains(['\'', '\\', '%', '_']) {
+            return Err(format!("refusing to build SQL from the prefix {prefix:?}"));
+        }
+        match self {
+            DbTarget::Sqlite(_) => Ok(()), // the whole directory is removed
+            DbTarget::Postgres(url) => diesel::pg::PgConnection::establish(url)
+                .map_err(|e| format!("open PostgreSQL: {e}"))?
+                .batch_execute(&format!(
+                    "DELETE FROM users WHERE username_key LIKE '{prefix}-%'"
+                ))
+                .map_err(|e| e.to_string()),
+        }
+    }
 }
 
 /// The Redis the nodes of a multi-node phase share.
@@ -148,21 +167,12 @@ impl Server {
 
     /// Resident memory now (VmRSS), in KiB.
     pub fn rss_kib(&self) -> Option<u64> {
-        self.proc_status_kib("VmRSS:")
+        rss_kib_of(self.pid())
     }
 
     /// Peak resident memory since start (VmHWM), in KiB.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        self.proc_status_kib("VmHWM:")
-    }
-
-    fn proc_status_kib(&self, field: &str) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix(field))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|kib| kib.parse().ok())
+        proc_status_kib(self.pid(), "VmHWM:")
     }
 
     /// Warnings/errors logged so far, and the last few of them.
@@ -191,6 +201,21 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Resident memory (VmRSS) of process `pid` now, in KiB: for a sampler
+/// that runs beside the load, without the [`Server`] itself.
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
 }
 
 /// Variables passed on from our environment: PostgreSQL client settings,
