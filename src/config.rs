@@ -74,6 +74,36 @@ impl DatabaseUrl {
     }
 }
 
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// env_logger's human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// `text` or `json` (any case); unset or empty means `text`.
+    pub fn parse(raw: Option<&str>) -> Result<Self, ConfigError> {
+        match raw.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("") | Some("text") => Ok(LogFormat::Text),
+            Some("json") => Ok(LogFormat::Json),
+            Some(_) => Err(ConfigError {
+                var: "LOG_FORMAT",
+                message: format!("`{}` is not text or json", raw.unwrap_or_default()),
+            }),
+        }
+    }
+
+    /// `LOG_FORMAT` from the process environment: `main` needs it before
+    /// the logger, and the logger before the other settings.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::parse(std::env::var("LOG_FORMAT").ok().as_deref())
+    }
+}
+
 /// The whole server configuration.
 #[derive(Clone)]
 pub struct Settings {
@@ -124,6 +154,9 @@ pub struct Settings {
     pub login_lockout: LockoutPolicy,
     /// Shared state for several nodes; `None` keeps it in process.
     pub redis: Option<RedisSettings>,
+    /// How log lines are written (`LOG_FORMAT`); the logger is set up from
+    /// it in `main`, before the rest is read.
+    pub log_format: LogFormat,
 }
 
 /// Where challenges and rate-limit counters live when several nodes share them.
@@ -175,6 +208,7 @@ impl fmt::Debug for Settings {
                     .as_ref()
                     .map(|r| (r.key_prefix.as_str(), r.timeout)),
             )
+            .field("log_format", &self.log_format)
             .finish()
     }
 }
@@ -260,7 +294,10 @@ impl Settings {
             });
         }
 
+        let log_format = LogFormat::parse(get("LOG_FORMAT").as_deref())?;
+
         let settings = Settings {
+            log_format,
             bind_addr,
             database_url,
             database_pool_size: parse_number(&get, "DATABASE_POOL_SIZE", 10, 1..=1000)?,
@@ -580,6 +617,22 @@ mod tests {
             assert_eq!(err.var, var, "{var}={value}");
             assert!(err.to_string().contains(var));
         }
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        assert_eq!(settings(&[]).unwrap().log_format, LogFormat::Text);
+        for (raw, format) in [
+            ("text", LogFormat::Text),
+            ("JSON", LogFormat::Json),
+            (" json ", LogFormat::Json),
+        ] {
+            assert_eq!(settings(&[("LOG_FORMAT", raw)]).unwrap().log_format, format);
+        }
+        let err = settings(&[("LOG_FORMAT", "bogus")]).unwrap_err();
+        assert_eq!(err.var, "LOG_FORMAT");
+        assert!(err.to_string().contains("LOG_FORMAT") && err.to_string().contains("bogus"));
+        assert_eq!(LogFormat::parse(None), Ok(LogFormat::Text));
     }
 
     #[test]

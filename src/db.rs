@@ -112,23 +112,33 @@ pub fn connect_and_migrate(
     pool_size: u32,
     pool_timeout: Duration,
 ) -> Result<DbPool, DbSetupError> {
-    if let DatabaseUrl::Sqlite(path) = url {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| DbSetupError::CreateDir {
-                path: path.display().to_string(),
-                source,
-            })?;
-        }
-    }
+    build_pool(url, pool_size, pool_timeout, 1)
+}
 
+/// As [`connect_and_migrate`], for a short-lived process (the command
+/// line): no connection is kept idle in reserve, so the pool's thread opens
+/// connections only while a query waits for one, never in the background.
+/// (A process that exits while that thread is inside the database client
+/// library, opening a reserve connection, can crash there.)
+pub fn connect_and_migrate_on_demand(
+    url: &DatabaseUrl,
+    pool_size: u32,
+    pool_timeout: Duration,
+) -> Result<DbPool, DbSetupError> {
+    build_pool(url, pool_size, pool_timeout, 0)
+}
+
+fn build_pool(
+    url: &DatabaseUrl,
+    pool_size: u32,
+    pool_timeout: Duration,
+    min_idle: u32,
+) -> Result<DbPool, DbSetupError> {
+    migrate(url)?;
     let manager = ConnectionManager::new(url.clone());
-    let mut conn = manager.open()?;
-    run_migrations(&mut conn)?;
-    drop(conn);
-
     let pool = diesel::r2d2::Pool::builder()
         .max_size(pool_size)
-        .min_idle(Some(1))
+        .min_idle(Some(min_idle))
         // A bounded wait: with the database down a request gets a 503 in
         // `pool_timeout`, not a hang.
         .connection_timeout(pool_timeout)
@@ -140,11 +150,27 @@ pub fn connect_and_migrate(
     Ok(pool)
 }
 
+/// Creates the SQLite directory if needed and runs the pending embedded
+/// migrations on one direct connection; returns the versions it applied,
+/// oldest first (`passkey-auth migrate` prints them).
+pub fn migrate(url: &DatabaseUrl) -> Result<Vec<String>, DbSetupError> {
+    if let DatabaseUrl::Sqlite(path) = url {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| DbSetupError::CreateDir {
+                path: path.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    let mut conn = ConnectionManager::new(url.clone()).open()?;
+    run_migrations(&mut conn)
+}
+
 /// Several nodes may start at once against one PostgreSQL database: an
 /// advisory lock makes them apply migrations one at a time.
 const MIGRATION_LOCK_ID: i64 = 0x0070_6173_736b_6579; // "passkey" in ASCII
 
-fn run_migrations(conn: &mut AnyConnection) -> Result<(), DbSetupError> {
+fn run_migrations(conn: &mut AnyConnection) -> Result<Vec<String>, DbSetupError> {
     let is_pg = matches!(conn, AnyConnection::Postgresql(_));
     let setup_err = |e: diesel::result::Error| DbSetupError::Migrations(e.to_string());
     if is_pg {
@@ -154,9 +180,11 @@ fn run_migrations(conn: &mut AnyConnection) -> Result<(), DbSetupError> {
     let result = conn
         .run_pending_migrations(MIGRATIONS)
         .map(|applied| {
-            for version in applied {
+            let applied: Vec<String> = applied.iter().map(|v| v.to_string()).collect();
+            for version in &applied {
                 log::info!("applied migration {version}");
             }
+            applied
         })
         .map_err(|e| DbSetupError::Migrations(e.to_string()));
     if is_pg {

@@ -13,6 +13,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::domain::FieldError;
+use crate::middleware::RequestId;
 use crate::services::ServiceError;
 use passkey_auth_guard::Rejection;
 
@@ -38,6 +39,9 @@ pub enum ApiError {
     UsernameTaken,
     CredentialExists,
     NoPasskeys,
+    /// An operator locked the account; told only after its password or
+    /// passkey verified.
+    AccountLocked,
     PayloadTooLarge,
     /// Too many requests; the client may retry after this many seconds.
     RateLimited {
@@ -51,11 +55,17 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// Logs `cause` with a fresh request id and returns a 500 that shows only the id.
+    /// Logs `cause` and returns a 500 that shows only the request id: the
+    /// current request's (the `X-Request-Id` of the answer, also on its
+    /// access and audit lines), or a fresh one outside a request (e.g. in a
+    /// `web::block` closure, which does not see the request's scope). The
+    /// log line carries the same id either way.
     pub fn internal(cause: impl fmt::Display) -> Self {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        log::error!("request_id={request_id} internal error: {cause}");
-        ApiError::Internal { request_id }
+        let id = crate::middleware::request_id::current().unwrap_or_else(RequestId::generate);
+        id.in_scope(|| log::error!("internal error: {cause}"));
+        ApiError::Internal {
+            request_id: id.to_string(),
+        }
     }
 
     fn status(&self) -> StatusCode {
@@ -66,6 +76,7 @@ impl ApiError {
             | ApiError::PasskeyVerificationFailed
             | ApiError::InvalidRecoveryCode
             | ApiError::InvalidRefreshToken => StatusCode::UNAUTHORIZED,
+            ApiError::AccountLocked => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UsernameTaken | ApiError::CredentialExists | ApiError::NoPasskeys => {
@@ -93,6 +104,7 @@ impl ApiError {
             ApiError::UsernameTaken => "username_taken",
             ApiError::CredentialExists => "credential_exists",
             ApiError::NoPasskeys => "no_passkeys",
+            ApiError::AccountLocked => "account_locked",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::ServiceUnavailable => "service_unavailable",
@@ -122,6 +134,9 @@ impl ApiError {
             ApiError::UsernameTaken => "this username is already taken".into(),
             ApiError::CredentialExists => "this passkey is already registered".into(),
             ApiError::NoPasskeys => "register a passkey first".into(),
+            ApiError::AccountLocked => {
+                "this account is locked: ask the service's operators to unlock it".into()
+            }
             ApiError::PayloadTooLarge => "the request body is larger than 64 KiB".into(),
             ApiError::RateLimited { retry_after_secs } => {
                 format!("too many attempts: try again in {retry_after_secs} s")
@@ -221,6 +236,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::InvalidRecoveryCode => ApiError::InvalidRecoveryCode,
             ServiceError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
             ServiceError::SessionNotFound => ApiError::NotFound("session"),
+            ServiceError::AccountLocked => ApiError::AccountLocked,
             ServiceError::PasskeyRequired { max_age } => Rejection::PasskeyRequired {
                 max_age: max_age.map(|d| d.as_secs()),
             }
@@ -344,6 +360,14 @@ mod tests {
                 retry_after_secs: 2
             }
         ));
+    }
+
+    #[test]
+    fn an_internal_error_in_a_request_shows_that_requests_id() {
+        let id = RequestId::parse(b"req-42").unwrap();
+        let err = id.in_scope(|| ApiError::internal("disk on fire"));
+        let (_, body, _) = body_json(err);
+        assert_eq!(body["requestId"], "req-42");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use passkey_auth::cli::{run_keys, Cli, Command};
+use passkey_auth::cli::{
+    exit_code, run_check_config, run_keys, run_migrate, run_user, Cli, Command,
+};
 use passkey_auth::config::Settings;
 use passkey_auth::startup::Application;
 
@@ -16,7 +18,15 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // The logger comes before the settings (their errors go to stderr as
+    // they are), so LOG_FORMAT is read here first; Settings checks it again.
+    match passkey_auth::config::LogFormat::from_env() {
+        Ok(format) => passkey_auth::middleware::logging::init(format),
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::from(2);
+        }
+    }
 
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
@@ -28,13 +38,15 @@ async fn main() -> ExitCode {
     match cli.command {
         None | Some(Command::Serve) => serve(settings).await,
         Some(Command::Keys { command }) => {
-            match run_keys(&settings, command, &mut std::io::stdout()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("{err}");
-                    ExitCode::FAILURE
-                }
-            }
+            exit_code(run_keys(&settings, command, &mut std::io::stdout()).await)
+        }
+        Some(Command::Migrate) => exit_code(run_migrate(&settings, &mut std::io::stdout()).await),
+        Some(Command::CheckConfig) => {
+            let is_set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+            exit_code(run_check_config(&settings, &is_set, &mut std::io::stdout()))
+        }
+        Some(Command::User { command }) => {
+            exit_code(run_user(&settings, command, &mut std::io::stdout()).await)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::dev::{Server, ServiceResponse};
 use actix_web::http::header::CONTENT_TYPE;
 use actix_web::http::StatusCode;
-use actix_web::middleware::{Compat, Condition, ErrorHandlerResponse, ErrorHandlers, Logger};
+use actix_web::middleware::{from_fn, Compat, Condition, ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{web, App, HttpServer, ResponseError};
 use passkey_auth_guard::TokenVerifier;
 use secrecy::ExposeSecret;
@@ -18,7 +18,8 @@ use crate::config::Settings;
 use crate::controllers;
 use crate::db::{connect_and_migrate, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
-use crate::middleware::{cors, security_headers};
+use crate::middleware::logging::access_log;
+use crate::middleware::{cors, request_id, security_headers};
 use crate::repositories::{
     Database, EventRepository, PasskeyRepository, RecoveryCodeRepository, SessionRepository,
     SigningKeyRepository, UserRepository,
@@ -118,14 +119,19 @@ impl Application {
             let cors = cors(&cors_origins);
             // The first wrap is the innermost: CORS refusals must still pass
             // through the problem+json rewrite and get the security headers.
+            // The request id wraps the rewrite (which replaces the answer,
+            // and whose 5xx bodies name the id) and everything inside it, so
+            // every answer of the app carries it; the access log, outermost,
+            // reads it from the answer.
             App::new()
                 .wrap(Condition::new(
                     cors.is_some(),
                     Compat::new(cors.unwrap_or_default()),
                 ))
                 .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
+                .wrap(from_fn(request_id))
                 .wrap(security_headers())
-                .wrap(Logger::new(r#"%a "%r" %s %b %Dms"#))
+                .wrap(access_log())
                 .app_data(state.clone())
                 .configure(controllers::configure)
                 .configure(|cfg| {

@@ -211,3 +211,154 @@ fn keys_list_and_rotate_from_the_command_line() {
     let help = run(&["keys", "--help"]);
     assert!(help.contains("rotate") && help.contains("list"), "{help}");
 }
+
+/// Parses one `LOG_FORMAT=json` line, checking the fields every line has.
+fn parse_json_log_line(line: &str) -> serde_json::Value {
+    let value: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|err| panic!("not a JSON log line ({err}): {line}"));
+    let time = value["time"].as_str().unwrap_or_default();
+    assert!(
+        time.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(time).is_ok(),
+        "time is not RFC 3339 UTC: {line}"
+    );
+    assert!(
+        matches!(
+            value["level"].as_str(),
+            Some("ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE")
+        ),
+        "{line}"
+    );
+    assert!(
+        value["target"].is_string() && value["message"].is_string(),
+        "{line}"
+    );
+    if let Some(id) = value.get("request_id") {
+        assert!(id.is_string(), "{line}");
+    }
+    value
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_and_name_the_request() {
+    let dir = workdir();
+    let mut cmd = server(&dir);
+    cmd.env("LOG_FORMAT", "json");
+    let node = Running::start(cmd);
+    let client = reqwest::blocking::Client::new();
+    let password = "a long password for the logs";
+    let credentials = serde_json::json!({"username": "json-logger", "password": password});
+
+    let signup = client
+        .post(node.url("/auth/signup"))
+        .json(&credentials)
+        .send()
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let signup_id = signup.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let login = client
+        .post(node.url("/auth/login"))
+        .header("x-request-id", "binary-login-1")
+        .json(&credentials)
+        .send()
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    assert_eq!(login.headers()["x-request-id"], "binary-login-1");
+    let tokens: serde_json::Value = login.json().unwrap();
+    let secrets = [
+        password,
+        tokens["accessToken"].as_str().unwrap(),
+        tokens["refreshToken"].as_str().unwrap(),
+    ];
+    let missing = client.get(node.url("/no/such/route")).send().unwrap();
+    assert_eq!(missing.status(), 404);
+    let missing_id = missing.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    let is_access = |line: &serde_json::Value, id: &str, needle: &str| {
+        line["target"] == "actix_web::middleware::logger"
+            && line["request_id"] == id
+            && line["message"].as_str().unwrap().contains(needle)
+    };
+    let is_audit = |line: &serde_json::Value, id: &str, kind: &str| {
+        line["target"] == "audit" && line["request_id"] == id && line["event"]["type"] == kind
+    };
+    let mut lines: Vec<serde_json::Value> = node
+        .startup_log
+        .iter()
+        .map(|l| parse_json_log_line(l))
+        .collect();
+    let mut raw: Vec<String> = node.startup_log.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = |f: &dyn Fn(&serde_json::Value) -> bool| lines.iter().any(f);
+        let complete = seen(&|l| is_access(l, &signup_id, "\"POST /auth/signup HTTP/1.1\" 201 "))
+            && seen(&|l| is_audit(l, &signup_id, "signup"))
+            && seen(&|l| is_access(l, "binary-login-1", "\"POST /auth/login HTTP/1.1\" 200 "))
+            && seen(&|l| is_audit(l, "binary-login-1", "login_succeeded"))
+            && seen(&|l| is_access(l, &missing_id, "\"GET /no/such/route HTTP/1.1\" 404 "));
+        if complete {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lines missing; log: {raw:#?}");
+        if let Ok(line) = node.log.recv_timeout(Duration::from_millis(200)) {
+            lines.push(parse_json_log_line(&line));
+            raw.push(line);
+        }
+    }
+    assert!(
+        lines.iter().any(|l| l["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("listening on http://")),
+        "{raw:#?}"
+    );
+    // The audit line's event is an object, not an escaped string.
+    let audit = lines
+        .iter()
+        .find(|l| is_audit(l, &signup_id, "signup"))
+        .unwrap();
+    assert_eq!(audit["level"], "INFO");
+    assert_eq!(audit["event"]["outcome"], "success");
+    assert_eq!(audit["event"]["ipAddress"], "127.0.0.1");
+    assert!(audit["event"]["userId"].is_string(), "{audit}");
+    // Lines written outside a request name none.
+    let listening = lines
+        .iter()
+        .find(|l| l["message"].as_str().unwrap().starts_with("listening on"))
+        .unwrap();
+    assert!(listening.get("request_id").is_none(), "{listening}");
+    for line in &raw {
+        for secret in secrets {
+            assert!(!line.contains(secret), "a secret in the log: {line}");
+        }
+    }
+}
+
+#[test]
+fn an_invalid_log_format_stops_the_server_naming_it() {
+    let dir = workdir();
+    let out = server(&dir).env("LOG_FORMAT", "bogus").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("LOG_FORMAT") && stderr.contains("bogus"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.join("data").exists(),
+        "nothing is created before the check"
+    );
+    // With JSON logs, other configuration errors are still printed.
+    let out = server(&dir)
+        .env("LOG_FORMAT", "json")
+        .env("CHALLENGE_TTL_SECS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("CHALLENGE_TTL_SECS"));
+}

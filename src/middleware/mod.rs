@@ -1,5 +1,9 @@
 //! Cross-cutting HTTP behaviour: panics become 500 answers, security
-//! headers on every response, CORS when configured.
+//! headers on every response, CORS when configured, a request id on every
+//! answer and in the log lines written for it (and the log format).
+
+pub mod logging;
+pub mod request_id;
 
 use std::panic::AssertUnwindSafe;
 
@@ -12,6 +16,7 @@ use actix_web::ResponseError;
 use futures_util::FutureExt;
 
 use crate::errors::ApiError;
+pub use request_id::{request_id, RequestId, REQUEST_ID_HEADER};
 
 /// A strict policy for the demo page (no inline script or style, same-origin
 /// only) that is harmless on JSON answers, so it is sent on every response.
@@ -40,14 +45,24 @@ pub fn cors(allowed_origins: &[String]) -> Option<Cors> {
         .iter()
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin))
         .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
-        .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
-        .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            REQUEST_ID_HEADER,
+        ])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            header::RETRY_AFTER,
+            REQUEST_ID_HEADER,
+        ])
         .max_age(600);
     Some(cors)
 }
 
 /// A panic in a handler becomes a logged 500 problem+json answer instead of
 /// a dropped connection. Mounted per resource: see `controllers::resource`.
+/// It runs inside the request id's scope, so the 500's `requestId` and its
+/// log line name the request.
 pub async fn catch_panics(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

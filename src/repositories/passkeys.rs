@@ -6,6 +6,7 @@ use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
+use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Database, RepoError};
 use crate::schema::passkeys;
 
@@ -264,6 +265,57 @@ impl PasskeyRepository {
                         insert_on(conn, &event)?;
                     }
                     Ok::<_, diesel::result::Error>(updated == 1)
+                })
+                .map_err(RepoError::from)
+            })
+            .await
+    }
+}
+
+/// What an operator's reset of an account's passkeys removed.
+#[derive(Debug)]
+pub struct PasskeyReset {
+    pub passkeys: usize,
+    pub recovery_codes: usize,
+    /// The sessions that ended with it.
+    pub ended: Ended,
+    /// The event recording it (stored).
+    pub event: EventRecord,
+}
+
+impl PasskeyRepository {
+    /// Deletes every passkey and recovery code of the user and ends the
+    /// sessions `ending` selects, in one transaction under the user's row
+    /// lock, recording the event `event_for` makes of how many passkeys
+    /// and codes went. The account is then one without a passkey: its next
+    /// passkey is a first one, enrolled after a recent password login, and
+    /// comes with new codes. `None` if the user is gone.
+    pub async fn reset_for_user(
+        &self,
+        user_id: String,
+        now: NaiveDateTime,
+        event_for: Box<dyn FnOnce(usize, usize) -> EventRecord + Send>,
+        ending: SessionEnding,
+    ) -> Result<Option<PasskeyReset>, RepoError> {
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    if !lock_user_on(conn, &user_id, now)? {
+                        return Ok(None);
+                    }
+                    let passkeys =
+                        diesel::delete(passkeys::table.filter(passkeys::user_id.eq(&user_id)))
+                            .execute(conn)?;
+                    let recovery_codes = delete_all_on(conn, &user_id)?;
+                    let event = event_for(passkeys, recovery_codes);
+                    insert_on(conn, &event)?;
+                    let ended = end_on(conn, &user_id, &ending)?;
+                    Ok::<_, diesel::result::Error>(Some(PasskeyReset {
+                        passkeys,
+                        recovery_codes,
+                        ended,
+                        event,
+                    }))
                 })
                 .map_err(RepoError::from)
             })

@@ -134,29 +134,6 @@ impl SessionRepository {
         SessionRepository { db }
     }
 
-    /// Stores a new session with its first refresh token and `event`.
-    pub async fn start(
-        &self,
-        session: SessionRecord,
-        token: RefreshTokenRecord,
-        event: EventRecord,
-    ) -> Result<(), RepoError> {
-        self.db
-            .run(move |conn| {
-                conn.transaction(|conn| {
-                    diesel::insert_into(sessions::table)
-                        .values(&session)
-                        .execute(conn)?;
-                    diesel::insert_into(refresh_tokens::table)
-                        .values(&token)
-                        .execute(conn)?;
-                    insert_on(conn, &event)
-                })?;
-                Ok(())
-            })
-            .await
-    }
-
     /// Swaps the presented refresh token for the next one, atomically: of
     /// concurrent presentations of one token, exactly one rotates it (a
     /// compare-and-set on `rotated_at`), the others see it rotated.
@@ -310,6 +287,92 @@ impl SessionRepository {
                     diesel::delete(sessions::table.filter(sessions::id.eq_any(&ids)))
                         .execute(conn)?,
                 )
+            })
+            .await
+    }
+}
+
+/// What starting a session came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    Started,
+    /// An operator locked the account: nothing was stored.
+    Locked,
+    /// The user is gone: nothing was stored.
+    UserGone,
+}
+
+impl SessionRepository {
+    /// Stores a new session with its first refresh token and `event`,
+    /// unless the account is locked. The check and the insert are one
+    /// transaction that first writes the user's row (a no-op update of
+    /// `locked_at`, only where it is null): on PostgreSQL that waits for a
+    /// concurrent lock's row lock and then sees its `locked_at`, and a lock
+    /// that comes later waits for this transaction and then ends the
+    /// session it stored; SQLite serialises the two writers anyway.
+    pub async fn start_unless_locked(
+        &self,
+        session: SessionRecord,
+        token: RefreshTokenRecord,
+        event: EventRecord,
+    ) -> Result<Start, RepoError> {
+        use crate::schema::users;
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let open = diesel::update(
+                        users::table
+                            .find(&session.user_id)
+                            .filter(users::locked_at.is_null()),
+                    )
+                    .set(users::locked_at.eq(users::locked_at))
+                    .execute(conn)?;
+                    if open == 0 {
+                        let exists: Option<String> = users::table
+                            .find(&session.user_id)
+                            .select(users::id)
+                            .first(conn)
+                            .optional()?;
+                        return Ok(match exists {
+                            Some(_) => Start::Locked,
+                            None => Start::UserGone,
+                        });
+                    }
+                    diesel::insert_into(sessions::table)
+                        .values(&session)
+                        .execute(conn)?;
+                    diesel::insert_into(refresh_tokens::table)
+                        .values(&token)
+                        .execute(conn)?;
+                    insert_on(conn, &event)?;
+                    Ok::<_, diesel::result::Error>(Start::Started)
+                })
+                .map_err(RepoError::from)
+            })
+            .await
+    }
+
+    /// Ends the user's sessions that `ending` selects and records the
+    /// event `event_for` makes of how many ended, in one transaction (an
+    /// operator's ending of every session). `None` if the user is gone.
+    pub async fn end_recorded(
+        &self,
+        user_id: String,
+        ending: SessionEnding,
+        event_for: Box<dyn FnOnce(usize) -> EventRecord + Send>,
+    ) -> Result<Option<(Ended, EventRecord)>, RepoError> {
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    if !lock_user_on(conn, &user_id, ending.now)? {
+                        return Ok(None);
+                    }
+                    let ended = end_on(conn, &user_id, &ending)?;
+                    let event = event_for(ended.len());
+                    insert_on(conn, &event)?;
+                    Ok::<_, diesel::result::Error>(Some((ended, event)))
+                })
+                .map_err(RepoError::from)
             })
             .await
     }

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use super::events::{insert_on, EventRecord};
 use super::recovery_codes::delete_all_on;
 use super::sessions::{end_on, Ended, SessionEnding};
-use super::{Database, RepoError};
+use super::{lock_user_on, Database, RepoError};
 use crate::schema::{auth_events, passkeys, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -135,6 +135,81 @@ impl UserRepository {
                     }
                     insert_on(conn, &event)?;
                     Ok::<_, diesel::result::Error>(Some(live))
+                })
+                .map_err(RepoError::from)
+            })
+            .await
+    }
+}
+
+/// What locking or unlocking an account came to.
+#[derive(Debug)]
+pub struct LockChange {
+    /// Whether the account was in the other state (else nothing changed
+    /// and no event was stored).
+    pub changed: bool,
+    /// The sessions that ended with the lock (none for an unlock).
+    pub ended: Ended,
+}
+
+impl UserRepository {
+    /// The user whose `username_key` this is, and when an operator locked
+    /// the account (`None`: not locked).
+    pub async fn find_with_lock_by_key(
+        &self,
+        username_key: String,
+    ) -> Result<Option<(UserRecord, Option<NaiveDateTime>)>, RepoError> {
+        self.db
+            .run(move |conn| {
+                Ok(users::table
+                    .filter(users::username_key.eq(username_key))
+                    .select((UserRecord::as_select(), users::locked_at))
+                    .first(conn)
+                    .optional()?)
+            })
+            .await
+    }
+
+    /// Locks the account at `now` (`lock`) or unlocks it, recording `event`
+    /// if that changed anything; a lock also ends every live session of the
+    /// account (`ending`), in the same transaction, so that no session
+    /// started before the lock survives it (a session start takes the same
+    /// row lock and checks `locked_at`, see
+    /// [`super::SessionRepository::start_unless_locked`]). `None` if the
+    /// user is gone.
+    pub async fn set_locked(
+        &self,
+        id: String,
+        lock: bool,
+        event: EventRecord,
+        ending: Option<SessionEnding>,
+    ) -> Result<Option<LockChange>, RepoError> {
+        self.db
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    // A write first: the row lock (PostgreSQL), the write
+                    // lock (SQLite).
+                    if !lock_user_on(conn, &id, event.created_at)? {
+                        return Ok(None);
+                    }
+                    let target = users::table.find(&id);
+                    let changed = if lock {
+                        diesel::update(target.filter(users::locked_at.is_null()))
+                            .set(users::locked_at.eq(Some(event.created_at)))
+                            .execute(conn)?
+                    } else {
+                        diesel::update(target.filter(users::locked_at.is_not_null()))
+                            .set(users::locked_at.eq(None::<NaiveDateTime>))
+                            .execute(conn)?
+                    } == 1;
+                    if changed {
+                        insert_on(conn, &event)?;
+                    }
+                    let ended = match &ending {
+                        Some(ending) => end_on(conn, &id, ending)?,
+                        None => Vec::new(),
+                    };
+                    Ok::<_, diesel::result::Error>(Some(LockChange { changed, ended }))
                 })
                 .map_err(RepoError::from)
             })

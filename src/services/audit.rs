@@ -42,6 +42,14 @@ pub enum EventKind {
     /// A passkey alone signed the user in (a new session).
     PasskeySignIn,
     PasskeySignInFailed,
+    /// An operator ended every session of the account.
+    OperatorSessionsEnded,
+    /// An operator deleted the account's passkeys and recovery codes.
+    OperatorPasskeysReset,
+    /// An operator locked the account; its sessions ended.
+    AccountLocked,
+    /// An operator unlocked the account.
+    AccountUnlocked,
 }
 
 impl EventKind {
@@ -69,6 +77,10 @@ impl EventKind {
             EventKind::AccountDeleted => "account_deleted",
             EventKind::SessionEnded => "session_ended",
             EventKind::RefreshTokenReused => "refresh_token_reused",
+            EventKind::OperatorSessionsEnded => "operator_sessions_ended",
+            EventKind::OperatorPasskeysReset => "operator_passkeys_reset",
+            EventKind::AccountLocked => "account_locked",
+            EventKind::AccountUnlocked => "account_unlocked",
         }
     }
 
@@ -86,7 +98,11 @@ impl EventKind {
             | EventKind::PasswordChanged
             | EventKind::AccountDeleted
             | EventKind::SessionEnded
-            | EventKind::PasskeySignIn => "success",
+            | EventKind::PasskeySignIn
+            | EventKind::OperatorSessionsEnded
+            | EventKind::OperatorPasskeysReset
+            | EventKind::AccountLocked
+            | EventKind::AccountUnlocked => "success",
             EventKind::LoginFailed
             | EventKind::PasskeyRegistrationFailed
             | EventKind::PasskeyVerificationFailed
@@ -139,6 +155,9 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
+/// The target of audit log lines.
+pub const LOG_TARGET: &str = "audit";
+
 /// At most one stored `rate_limited` event per (user, action) in this
 /// window: a flood of refused requests must not become a flood of writes.
 const RATE_LIMIT_EVENT_WINDOW: Duration = Duration::from_secs(60);
@@ -182,11 +201,14 @@ impl Audit {
         }
     }
 
-    /// Writes the structured log line of a stored event.
+    /// Writes the structured log line of a stored event: target `audit`,
+    /// the event as one JSON object. The log format adds the request id
+    /// (the line is written in the request's scope) and, with
+    /// `LOG_FORMAT=json`, embeds the object as the line's `event`.
     pub fn log(&self, event: &EventRecord) {
         match serde_json::to_string(&AuthEvent::from(event.clone())) {
-            Ok(line) => log::info!(target: "audit", "{line}"),
-            Err(err) => log::error!(target: "audit", "unprintable event {}: {err}", event.id),
+            Ok(line) => log::info!(target: LOG_TARGET, "{line}"),
+            Err(err) => log::error!(target: LOG_TARGET, "unprintable event {}: {err}", event.id),
         }
     }
 
@@ -285,6 +307,12 @@ mod tests {
             EventKind::AccountDeleted,
             EventKind::SessionEnded,
             EventKind::RefreshTokenReused,
+            EventKind::PasskeySignIn,
+            EventKind::PasskeySignInFailed,
+            EventKind::OperatorSessionsEnded,
+            EventKind::OperatorPasskeysReset,
+            EventKind::AccountLocked,
+            EventKind::AccountUnlocked,
         ];
         let mut names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
         names.sort_unstable();

@@ -185,11 +185,43 @@ impl AuthService {
         let event = self
             .audit
             .event(EventKind::LoginSucceeded, Some(user.id), client, None);
-        let session = self
+        // A lock is checked only now, after the password verified: a
+        // wrong password is 401 whether or not the account is locked, so a
+        // lock tells a guesser nothing.
+        let session = match self
             .sessions
             .start(user.id, grant.amr.clone(), now, client, event)
-            .await?;
+            .await
+        {
+            Ok(session) => session,
+            Err(ServiceError::AccountLocked) => {
+                return Err(self
+                    .refuse_locked(EventKind::LoginFailed, user.id, client)
+                    .await)
+            }
+            Err(ServiceError::UnknownUser) => return Err(ServiceError::InvalidCredentials),
+            Err(other) => return Err(other),
+        };
         self.session_token(&user.username, &session, grant)
+    }
+
+    /// Records the refusal of a locked account's login or passkey sign-in
+    /// (whose credential verified) and returns the error to answer.
+    async fn refuse_locked(
+        &self,
+        kind: EventKind,
+        user_id: Uuid,
+        client: &ClientInfo,
+    ) -> ServiceError {
+        log::info!("refused a new session of locked account user_id={user_id}");
+        match self
+            .audit
+            .record(kind, Some(user_id), client, Some("account locked".into()))
+            .await
+        {
+            Ok(()) => ServiceError::AccountLocked,
+            Err(err) => err,
+        }
     }
 
     /// A passkey alone signs in: a new session and a full-level token
@@ -208,10 +240,22 @@ impl AuthService {
             client,
             None,
         );
-        let session = self
+        // As for a login: the lock is told only to the holder of a passkey
+        // that verified.
+        let session = match self
             .sessions
             .start(signed_in.user_id, grant.amr.clone(), now, client, event)
-            .await?;
+            .await
+        {
+            Ok(session) => session,
+            Err(ServiceError::AccountLocked) => {
+                return Err(self
+                    .refuse_locked(EventKind::PasskeySignInFailed, signed_in.user_id, client)
+                    .await)
+            }
+            Err(ServiceError::UnknownUser) => return Err(ServiceError::PasskeyVerificationFailed),
+            Err(other) => return Err(other),
+        };
         self.session_token(&signed_in.username, &session, grant)
     }
 

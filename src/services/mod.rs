@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod hashing;
 pub mod health;
+pub mod operator;
 pub mod passkeys;
 pub mod passwords;
 pub mod rate_limit;
@@ -49,6 +50,10 @@ pub enum ServiceError {
     InvalidRefreshToken,
     #[error("session not found")]
     SessionNotFound,
+    /// An operator locked the account (`passkey-auth user lock`): no new
+    /// session, after the password or passkey verified.
+    #[error("account locked")]
+    AccountLocked,
     /// The token's level is too low; `max_age` is set on recent routes.
     #[error("passkey verification required")]
     PasskeyRequired { max_age: Option<Duration> },

@@ -37,7 +37,7 @@ use crate::clock::Clock;
 use crate::domain::ClientInfo;
 use crate::repositories::events::EventRecord;
 use crate::repositories::sessions::{
-    Ended, Ending, RefreshTokenRecord, Rotation, RotationRequest, SessionEnding,
+    Ended, Ending, RefreshTokenRecord, Rotation, RotationRequest, SessionEnding, Start,
 };
 use crate::repositories::{SessionRecord, SessionRepository};
 use crate::stores::sessions::EndedSessions;
@@ -63,6 +63,12 @@ pub enum EndReason {
     PasswordChanged,
     Recovery,
     RefreshTokenReused,
+    /// An operator ended them (`passkey-auth user end-sessions`).
+    Operator,
+    /// An operator locked the account.
+    AccountLocked,
+    /// An operator deleted the account's passkeys and recovery codes.
+    PasskeysReset,
 }
 
 impl EndReason {
@@ -74,6 +80,9 @@ impl EndReason {
             EndReason::PasswordChanged => "password_changed",
             EndReason::Recovery => "recovery",
             EndReason::RefreshTokenReused => "refresh_token_reused",
+            EndReason::Operator => "operator",
+            EndReason::AccountLocked => "account_locked",
+            EndReason::PasskeysReset => "passkeys_reset",
         }
     }
 }
@@ -159,7 +168,9 @@ impl SessionService {
     }
 
     /// Starts a session for `user_id` whose login used `amr` at
-    /// `auth_time`; `event` (the login's) is stored with it.
+    /// `auth_time`; `event` (the login's) is stored with it. A locked
+    /// account starts none ([`ServiceError::AccountLocked`]); a user gone
+    /// meanwhile is [`ServiceError::UnknownUser`].
     pub async fn start(
         &self,
         user_id: Uuid,
@@ -199,9 +210,15 @@ impl SessionService {
             issued_at: now.naive_utc(),
             rotated_at: None,
         };
-        self.repo
-            .start(record.clone(), first, event.clone())
-            .await?;
+        match self
+            .repo
+            .start_unless_locked(record.clone(), first, event.clone())
+            .await?
+        {
+            Start::Started => {}
+            Start::Locked => return Err(ServiceError::AccountLocked),
+            Start::UserGone => return Err(ServiceError::UnknownUser),
+        }
         self.audit.log(&event);
         Ok(self.live(record, token))
     }
@@ -474,6 +491,9 @@ mod tests {
             EndReason::PasswordChanged,
             EndReason::Recovery,
             EndReason::RefreshTokenReused,
+            EndReason::Operator,
+            EndReason::AccountLocked,
+            EndReason::PasskeysReset,
         ];
         let mut names: Vec<_> = reasons.iter().map(|r| r.as_str()).collect();
         names.sort_unstable();

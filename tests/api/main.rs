@@ -18,6 +18,7 @@ mod passkeys;
 mod proxy;
 mod recovery;
 mod redis;
+mod request_id;
 mod resilience;
 mod resource_server;
 mod routes;

@@ -1025,7 +1025,8 @@ async fn refusal_of(res: reqwest::Response) -> (u16, Vec<(String, String)>, Valu
     let mut headers: Vec<(String, String)> = res
         .headers()
         .iter()
-        .filter(|(name, _)| name.as_str() != "date")
+        // Per answer by design: the time and the request id.
+        .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
         .map(|(n, v)| (n.as_str().to_owned(), v.to_str().unwrap().to_owned()))
         .collect();
     headers.sort();
