@@ -328,29 +328,10 @@ fn entry(name: &'static str, value: impl ToString) -> Entry {
 /// Secrets shown as whether they are set.
 const HIDDEN: &str = "(set, hidden)";
 
-/// A URL with its password (and any `password` query parameter) replaced
-/// by `***`; an unparsable one is hidden whole.
+/// A URL with its secrets masked (see [`crate::config::mask_url`]); an
+/// unparsable one is hidden whole.
 fn mask_url(raw: &str) -> String {
-    let Ok(mut url) = Url::parse(raw) else {
-        return HIDDEN.into();
-    };
-    if url.password().is_some() && url.set_password(Some("***")).is_err() {
-        return HIDDEN.into();
-    }
-    if url.query().is_some() {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| {
-                let secret = k.to_ascii_lowercase().contains("password");
-                (
-                    k.into_owned(),
-                    if secret { "***".into() } else { v.into_owned() },
-                )
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-    }
-    url.to_string()
+    crate::config::mask_url(raw).unwrap_or_else(|| HIDDEN.into())
 }
 
 /// Every variable the server reads, with the value it takes (parsed, so

@@ -61,17 +61,32 @@ impl DatabaseUrl {
     pub fn redacted(&self) -> String {
         match self {
             DatabaseUrl::Sqlite(path) => format!("sqlite:{}", path.display()),
-            DatabaseUrl::Postgres(url) => match Url::parse(url) {
-                Ok(mut parsed) => {
-                    if parsed.password().is_some() {
-                        let _ = parsed.set_password(Some("***"));
-                    }
-                    parsed.to_string()
-                }
-                Err(_) => "postgres://(unparseable)".into(),
-            },
+            DatabaseUrl::Postgres(url) => {
+                mask_url(url).unwrap_or_else(|| "postgres://(unparseable)".into())
+            }
         }
     }
+}
+
+/// A URL with its password, and any query parameter whose name contains
+/// `password`, replaced by `***`; `None` when it does not parse.
+pub fn mask_url(raw: &str) -> Option<String> {
+    let mut url = Url::parse(raw).ok()?;
+    if url.password().is_some() {
+        url.set_password(Some("***")).ok()?;
+    }
+    if url.query().is_some() {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let secret = k.to_ascii_lowercase().contains("password");
+                let shown = if secret { "***".into() } else { v.into_owned() };
+                (k.into_owned(), shown)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    Some(url.to_string())
 }
 
 /// How log lines are written (`LOG_FORMAT`).
@@ -582,6 +597,12 @@ mod tests {
     fn redacted_url_hides_the_password() {
         let url = DatabaseUrl::Postgres("postgres://user:hunter2@db:5432/auth".into());
         assert!(!url.redacted().contains("hunter2"));
+        let query =
+            DatabaseUrl::Postgres("postgres://db/auth?sslmode=require&password=hunter3".into());
+        assert_eq!(
+            query.redacted(),
+            "postgres://db/auth?sslmode=require&password=***"
+        );
     }
 
     #[test]
