@@ -731,12 +731,16 @@ fn reset_passkeys_lets_the_user_enrol_again_after_a_password_login() {
 
 #[test]
 fn logins_racing_a_lock_leave_no_live_session() {
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     for backend in backends() {
         let deployment = Deployment::new(backend);
         let node = deployment.server();
         Http::new(&node).signup("racer");
         let stop = AtomicBool::new(false);
+        // Progress, not sleeps: a loaded machine (CI) may take seconds per
+        // login, so the lock waits for logins to succeed, and the workers
+        // for one to be refused.
+        let (succeeded, refusals) = (AtomicUsize::new(0), AtomicUsize::new(0));
         let login_url = node.url("/auth/login");
         let (tokens, refused) = std::thread::scope(|s| {
             let workers: Vec<_> = (0..4)
@@ -754,11 +758,13 @@ fn logins_racing_a_lock_leave_no_live_session() {
                             let body: Value = res.json().unwrap();
                             match status {
                                 200 => {
-                                    tokens.push(body["accessToken"].as_str().unwrap().to_owned())
+                                    tokens.push(body["accessToken"].as_str().unwrap().to_owned());
+                                    succeeded.fetch_add(1, Ordering::Relaxed);
                                 }
                                 403 => {
                                     assert_eq!(body["code"], "account_locked");
                                     refused += 1;
+                                    refusals.fetch_add(1, Ordering::Relaxed);
                                 }
                                 other => panic!("login answered {other}: {body}"),
                             }
@@ -776,9 +782,16 @@ fn logins_racing_a_lock_leave_no_live_session() {
                 }
             }
             let stopping = Stop(&stop);
-            std::thread::sleep(Duration::from_millis(500));
+            let until = |count: &AtomicUsize, what: &str| {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while count.load(Ordering::Relaxed) < 4 {
+                    assert!(Instant::now() < deadline, "no {what} within 60 s");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+            until(&succeeded, "logins");
             deployment.ok(&["user", "lock", "racer"]);
-            std::thread::sleep(Duration::from_millis(500));
+            until(&refusals, "refusals");
             drop(stopping);
             workers.into_iter().map(|w| w.join().unwrap()).fold(
                 (Vec::new(), 0),
