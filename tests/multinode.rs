@@ -11,55 +11,15 @@ mod common;
 
 use std::path::Path;
 
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
 use common::authenticator::TestAuthenticator;
+use common::pg_database::{env_var, PgDatabase};
 use common::server_process::{server_command, Running};
 
 const ORIGIN: &str = "http://localhost:3000";
 const PASSWORD: &str = "correct horse battery";
-
-/// A fresh PostgreSQL database, dropped afterwards.
-struct Database {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl Database {
-    fn create(admin_url: &str) -> Self {
-        let name = format!("passkey_nodes_{}", uuid::Uuid::new_v4().simple());
-        PgConnection::establish(admin_url)
-            .expect("connect to TEST_DATABASE_URL")
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create the database");
-        let mut url = url::Url::parse(admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        Database {
-            admin_url: admin_url.to_owned(),
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 fn node(dir: &Path, database_url: &str, redis_url: &str, prefix: &str) -> std::process::Command {
     let mut cmd = server_command(dir);
@@ -119,20 +79,20 @@ fn sid_of(token: &str) -> String {
 
 /// Two nodes on a fresh database and a fresh key prefix, started at once;
 /// `None` (and a note) without `TEST_DATABASE_URL` and `TEST_REDIS_URL`.
-fn start_nodes() -> Option<(Nodes, Database)> {
+fn start_nodes() -> Option<(Nodes, PgDatabase)> {
     start_nodes_with(false)
 }
 
 /// As [`start_nodes`]; with `apart`, each node has a Redis key prefix of its
 /// own, so they hear nothing from each other through Redis.
-fn start_nodes_with(apart: bool) -> Option<(Nodes, Database)> {
+fn start_nodes_with(apart: bool) -> Option<(Nodes, PgDatabase)> {
     let (Some(pg), Some(redis)) = (env_var("TEST_DATABASE_URL"), env_var("TEST_REDIS_URL")) else {
         eprintln!(
             "TEST_DATABASE_URL and TEST_REDIS_URL are needed for the multi-node test: not run"
         );
         return None;
     };
-    let database = Database::create(&pg);
+    let database = PgDatabase::create(&pg, "passkey_nodes");
     let prefix = format!("nodes:{}:", uuid::Uuid::new_v4().simple());
     let prefix_b = if apart {
         format!("nodes:{}:", uuid::Uuid::new_v4().simple())

@@ -14,20 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
-use diesel::{Connection, PgConnection};
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
 use common::authenticator::TestAuthenticator;
+use common::pg_database::{env_var, PgDatabase};
 use common::server_process::{server_command, Running};
 
 const ORIGIN: &str = "http://localhost:3000";
 const PASSWORD: &str = "correct horse battery";
-
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 fn workdir() -> PathBuf {
     let dir = std::env::temp_dir()
@@ -35,41 +30,6 @@ fn workdir() -> PathBuf {
         .join(uuid::Uuid::new_v4().to_string());
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A fresh PostgreSQL database, dropped afterwards.
-struct PgDatabase {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl PgDatabase {
-    fn create(admin_url: &str) -> Self {
-        let name = format!("passkey_operator_{}", uuid::Uuid::new_v4().simple());
-        PgConnection::establish(admin_url)
-            .expect("connect to TEST_DATABASE_URL")
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .expect("create the database");
-        let mut url = url::Url::parse(admin_url).unwrap();
-        url.set_path(&format!("/{name}"));
-        PgDatabase {
-            admin_url: admin_url.to_owned(),
-            name,
-            url: url.to_string(),
-        }
-    }
-}
-
-impl Drop for PgDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = PgConnection::establish(&self.admin_url) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,7 +84,8 @@ impl Deployment {
                 (None, false)
             }
             Backend::Postgres => {
-                let pg = PgDatabase::create(&env_var("TEST_DATABASE_URL").unwrap());
+                let pg =
+                    PgDatabase::create(&env_var("TEST_DATABASE_URL").unwrap(), "passkey_operator");
                 env.push(("DATABASE_URL".into(), pg.url.clone()));
                 let redis = env_var("TEST_REDIS_URL");
                 if let Some(redis) = &redis {
