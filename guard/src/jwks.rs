@@ -232,11 +232,9 @@ impl JwksVerifier {
         }
         let keys = KeySet::parse(&body).map_err(|_| JwksError::NotAJwkSet)?;
         state.etag = etag;
+        // A key that left the set takes its remembered tokens with it: the
+        // verifier serves one only while its kid is trusted.
         let mut snapshot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
-        if snapshot.keys.loses_keys_in(&keys) {
-            // A key left the set: its tokens must not be served from memory.
-            self.tokens.forget_verified();
-        }
         *snapshot = Snapshot {
             keys: Arc::new(keys),
             fresh_until,

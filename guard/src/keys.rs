@@ -263,11 +263,6 @@ impl KeySet {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
-
-    /// Whether some key of `self` is missing from `newer`.
-    pub fn loses_keys_in(&self, newer: &KeySet) -> bool {
-        self.kids().any(|kid| !newer.contains(kid))
-    }
 }
 
 #[cfg(test)]

@@ -72,8 +72,7 @@ impl TokenVerifier {
     /// The caller a token describes, if it is valid at `now` (seconds).
     pub fn verify(&self, keys: &KeySet, token: &str, now: i64) -> Result<Principal, TokenError> {
         // A remembered token counts only while its key is in `keys`: a key
-        // that left the set takes its tokens with it at once, whether or not
-        // `forget_verified` was called (or raced with this verification).
+        // that left the set takes its tokens with it at once.
         if let Some(known) = self.verified.get(token) {
             if keys.contains(&known.kid) {
                 if known.principal.claims.exp <= now {
@@ -109,12 +108,6 @@ impl TokenVerifier {
             }),
         );
         Ok(principal)
-    }
-
-    /// Forgets every remembered token: for when a key leaves the set, so
-    /// that its tokens are checked against the set again.
-    pub fn forget_verified(&self) {
-        self.verified.invalidate_all();
     }
 }
 
@@ -593,11 +586,6 @@ mod tests {
         assert!(verifier.verify(&both, &token, NOW).is_ok());
         assert!(verifier.verify(&both, &token, NOW).is_ok());
         // The key left the set: remembered or not, the token is refused.
-        assert_eq!(
-            verifier.verify(&without, &token, NOW),
-            Err(TokenError::UnknownKey)
-        );
-        verifier.forget_verified();
         assert_eq!(
             verifier.verify(&without, &token, NOW),
             Err(TokenError::UnknownKey)

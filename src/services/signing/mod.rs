@@ -277,8 +277,6 @@ impl SigningKeys {
                 self.policy.token_ttl,
             ));
             self.ring.store(rebuilt.clone());
-            // A key left: tokens it verified are not to be served from memory.
-            self.verifier.forget_verified();
             return rebuilt;
         }
         ring
@@ -298,11 +296,7 @@ impl SigningKeys {
         if ring.fingerprint() == current.fingerprint() {
             return Ok(false);
         }
-        let lost = current.verifying.loses_keys_in(&ring.verifying);
         self.ring.store(Arc::new(ring));
-        if lost {
-            self.verifier.forget_verified();
-        }
         Ok(true)
     }
 
