@@ -81,10 +81,11 @@ struct PendingCeremony<S> {
     state: S,
 }
 
-/// The parts of a sign-in's clientDataJSON read before webauthn-rs checks
-/// it: the challenge finds the ceremony.
+/// The parts of an assertion's clientDataJSON read here: `crossOrigin`,
+/// which webauthn-rs leaves unchecked, and, for a sign-in, the challenge
+/// that finds the ceremony (webauthn-rs checks it against the state later).
 #[derive(Deserialize)]
-struct SignInClientData {
+struct AssertionClientData {
     #[serde(default)]
     challenge: String,
     #[serde(default, rename = "crossOrigin")]
@@ -136,13 +137,6 @@ impl DecoyVerifier {
 /// A well-formed DER signature (r = s = 1), for a response whose signature
 /// does not even parse: it is checked all the same.
 const DECOY_SIGNATURE: [u8; 8] = [0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01];
-
-/// The part of clientDataJSON webauthn-rs leaves unchecked on assertions.
-#[derive(Deserialize)]
-struct ClientDataFlags {
-    #[serde(default, rename = "crossOrigin")]
-    cross_origin: bool,
-}
 
 /// Built once at start from the parts it is given (no globals).
 #[derive(Clone)]
@@ -543,7 +537,7 @@ impl PasskeyService {
             .take_ceremony(ChallengeKey::new(user_id, Ceremony::Authentication))
             .await?;
 
-        let client_data: ClientDataFlags =
+        let client_data: AssertionClientData =
             serde_json::from_slice(&response.response.client_data_json)
                 .map_err(|_| failed("clientDataJSON is not JSON"))?;
         if client_data.cross_origin {
@@ -701,7 +695,7 @@ impl PasskeyService {
         client: &ClientInfo,
     ) -> Result<SignedIn, (Option<Uuid>, Refusal)> {
         let anonymous = |refusal: Refusal| (None, refusal);
-        let client_data: SignInClientData =
+        let client_data: AssertionClientData =
             serde_json::from_slice(&response.response.client_data_json)
                 .map_err(|_| anonymous(failed("clientDataJSON is not JSON with a challenge")))?;
         if client_data.challenge.is_empty() || client_data.challenge.len() > MAX_CHALLENGE_LEN {
