@@ -96,3 +96,15 @@ impl From<StoreError> for ServiceError {
         }
     }
 }
+
+/// The first `bytes` bytes of the SHA-256 of `data`, as lowercase hex: for
+/// digests that name things (stored refresh-token hashes, rate-limit
+/// buckets, ETags).
+pub(crate) fn sha256_hex(data: &[u8], bytes: usize) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(data)
+        .iter()
+        .take(bytes)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -669,10 +669,7 @@ impl PasskeyService {
     ) -> Result<SignedIn, ServiceError> {
         // The bucket is named by a digest of the id: the id is the client's
         // and may be long, the digest is 32 characters.
-        let credential_key: String = sha2::Sha256::digest(&response.raw_id[..])[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let credential_key = super::sha256_hex(&response.raw_id, 16);
         let limit = self
             .limiter
             .check(Action::PasskeySignIn, client.ip, &credential_key)

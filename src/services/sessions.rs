@@ -26,7 +26,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -140,8 +139,7 @@ fn new_refresh_token() -> (String, String) {
 }
 
 fn hash_refresh_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    super::sha256_hex(token.as_bytes(), 32)
 }
 
 fn to_std(d: chrono::Duration) -> Duration {

@@ -28,7 +28,6 @@ use passkey_auth_guard::{
     JwkSet, KeyAlgorithm, KeySet, Principal, PublicJwk, TokenError, TokenVerifier,
 };
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::clock::Clock;
 use crate::repositories::{RepoError, SigningKeyRecord, SigningKeyRepository};
@@ -138,14 +137,7 @@ impl KeyRing {
             keys: published.clone(),
         })
         .unwrap_or_default();
-        let digest = Sha256::digest(&body);
-        let etag = format!(
-            "\"{}\"",
-            digest[..12]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-        );
+        let etag = format!("\"{}\"", super::sha256_hex(&body, 12));
         KeyRing {
             verifying: KeySet::from_jwks(&published),
             jwks: Arc::new(JwksDocument { body, etag }),
