@@ -5,7 +5,7 @@
 //! `establish` tries each backend in turn, which would hide a PostgreSQL
 //! outage behind a confusing SQLite error).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
@@ -26,6 +26,62 @@ pub enum AnyConnection {
 
 pub type DbPool = diesel::r2d2::Pool<ConnectionManager>;
 
+/// A connection that has not answered for this long is pinged (`SELECT 1`)
+/// before it is handed out; one that answered more recently is handed out
+/// as it is, so a busy pool costs no extra round trip per checkout.
+const PING_IF_IDLE_FOR: Duration = Duration::from_secs(2);
+
+/// A pooled connection and what the pool knows of its health: when it last
+/// answered, and whether a query found it lost (then the pool drops it
+/// instead of taking it back).
+pub struct TrackedConnection {
+    conn: AnyConnection,
+    last_answered: Instant,
+    lost: bool,
+}
+
+impl TrackedConnection {
+    fn new(conn: AnyConnection) -> Self {
+        TrackedConnection {
+            conn,
+            last_answered: Instant::now(),
+            lost: false,
+        }
+    }
+
+    /// The connection, for one unit of work.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+
+    /// Notes what the last unit of work said about the connection: an
+    /// answer proves it alive; a lost connection (the server went away,
+    /// the socket broke) is not given out again.
+    pub fn note(&mut self, outcome: Result<(), ConnectionLost>) {
+        match outcome {
+            Ok(()) => self.last_answered = Instant::now(),
+            Err(ConnectionLost) => self.lost = true,
+        }
+    }
+}
+
+/// A query found its connection gone (see [`is_connection_loss`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLost;
+
+/// Whether `err` means the connection itself is unusable, as opposed to a
+/// refused or failed statement on a healthy connection.
+pub fn is_connection_loss(err: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        err,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        ) | Error::BrokenTransactionManager
+    )
+}
+
 /// Per-connection SQLite settings: enforce foreign keys (cascade deletes),
 /// wait instead of failing when another connection writes, and use WAL so
 /// readers do not block the writer.
@@ -45,7 +101,8 @@ impl ConnectionManager {
         ConnectionManager { url }
     }
 
-    fn open(&self) -> Result<AnyConnection, diesel::ConnectionError> {
+    /// A new connection with the backend's settings, outside any pool.
+    pub fn open(&self) -> Result<AnyConnection, diesel::ConnectionError> {
         match &self.url {
             DatabaseUrl::Postgres(url) => {
                 PgConnection::establish(url).map(AnyConnection::Postgresql)
@@ -73,20 +130,32 @@ pub enum ConnectError {
     Query(#[from] diesel::result::Error),
 }
 
+/// Connections are checked by what they do rather than by a test query on
+/// every checkout: one that answered within [`PING_IF_IDLE_FOR`] is handed
+/// out as it is; an idler one is pinged first (after an outage, idle
+/// connections are found dead here and replaced, not by a user's request);
+/// one a query found lost, or whose transaction could not be rolled back,
+/// is dropped when it comes back.
 impl diesel::r2d2::ManageConnection for ConnectionManager {
-    type Connection = AnyConnection;
+    type Connection = TrackedConnection;
     type Error = ConnectError;
 
-    fn connect(&self) -> Result<AnyConnection, ConnectError> {
-        Ok(self.open()?)
+    fn connect(&self) -> Result<TrackedConnection, ConnectError> {
+        Ok(TrackedConnection::new(self.open()?))
     }
 
-    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
-        Ok(conn.batch_execute("SELECT 1")?)
+    fn is_valid(&self, tracked: &mut TrackedConnection) -> Result<(), ConnectError> {
+        if tracked.last_answered.elapsed() < PING_IF_IDLE_FOR {
+            return Ok(());
+        }
+        tracked.conn.batch_execute("SELECT 1")?;
+        tracked.last_answered = Instant::now();
+        Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    fn has_broken(&self, tracked: &mut TrackedConnection) -> bool {
+        use diesel::r2d2::R2D2Connection;
+        tracked.lost || tracked.conn.is_broken()
     }
 }
 
@@ -142,9 +211,10 @@ fn build_pool(
         // A bounded wait: with the database down a request gets a 503 in
         // `pool_timeout`, not a hang.
         .connection_timeout(pool_timeout)
-        // A connection the server dropped is found (SELECT 1) and replaced
-        // at checkout, so the pool recovers by itself when the database
-        // comes back.
+        // An idle connection the server dropped is found (SELECT 1) and
+        // replaced at checkout, and one a query found lost is not taken
+        // back, so the pool recovers by itself when the database comes
+        // back (see `ConnectionManager`'s `is_valid`).
         .test_on_check_out(true)
         .build(manager)?;
     Ok(pool)

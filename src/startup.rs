@@ -256,7 +256,6 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
     Ok(AppState {
         auth: AuthService::new(AuthParts {
             users,
-            passkeys,
             passwords: Passwords {
                 hasher: Arc::new(hasher),
                 pool: hashing,

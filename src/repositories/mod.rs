@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::db::{AnyConnection, DbPool};
+use crate::db::{is_connection_loss, AnyConnection, ConnectionLost, DbPool};
 use crate::schema::users as user_rows;
 
 pub use events::{EventRecord, EventRepository};
@@ -20,7 +20,7 @@ pub use passkeys::{PasskeyRecord, PasskeyRepository};
 pub use recovery_codes::{CodeSet, RecoveryCodeRecord, RecoveryCodeRepository};
 pub use sessions::{SessionRecord, SessionRepository};
 pub use signing_keys::{SigningKeyRecord, SigningKeyRepository};
-pub use users::{UserRecord, UserRepository};
+pub use users::{AccountRecord, UserRecord, UserRepository};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -42,9 +42,7 @@ impl From<DieselError> for RepoError {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 RepoError::AlreadyExists
             }
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                RepoError::Unavailable(info.message().to_owned())
-            }
+            lost if is_connection_loss(&lost) => RepoError::Unavailable(lost.to_string()),
             other => RepoError::Query(other),
         }
     }
@@ -87,6 +85,8 @@ impl Database {
     }
 
     /// Runs `query` with a pooled connection on the blocking thread pool.
+    /// What the query's outcome says of the connection goes back to the
+    /// pool with it: a lost connection is replaced, not reused.
     pub async fn run<T, F>(&self, query: F) -> Result<T, RepoError>
     where
         F: FnOnce(&mut AnyConnection) -> Result<T, RepoError> + Send + 'static,
@@ -94,10 +94,16 @@ impl Database {
     {
         let pool = self.pool.clone();
         actix_web::web::block(move || {
-            let mut conn = pool
+            let mut tracked = pool
                 .get()
                 .map_err(|e| RepoError::Unavailable(e.to_string()))?;
-            query(&mut conn)
+            let result = query(tracked.conn());
+            tracked.note(match &result {
+                Err(RepoError::Unavailable(_)) => Err(ConnectionLost),
+                // A refused statement is an answer too.
+                _ => Ok(()),
+            });
+            result
         })
         .await
         .map_err(|e| RepoError::Blocking(e.to_string()))?

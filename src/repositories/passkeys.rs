@@ -137,17 +137,6 @@ impl PasskeyRepository {
             .await
     }
 
-    pub async fn count_for_user(&self, user_id: String) -> Result<i64, RepoError> {
-        self.db
-            .run(move |conn| {
-                Ok(passkeys::table
-                    .filter(passkeys::user_id.eq(user_id))
-                    .count()
-                    .get_result(conn)?)
-            })
-            .await
-    }
-
     pub async fn find_by_credential_for_user(
         &self,
         user_id: String,

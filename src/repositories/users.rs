@@ -21,6 +21,14 @@ pub struct UserRecord {
     pub updated_at: NaiveDateTime,
 }
 
+/// A user and the counts of what they hold.
+#[derive(Debug, Clone)]
+pub struct AccountRecord {
+    pub user: UserRecord,
+    pub passkeys: i64,
+    pub recovery_codes: i64,
+}
+
 #[derive(Clone)]
 pub struct UserRepository {
     db: Database,
@@ -67,6 +75,36 @@ impl UserRepository {
                     .select(UserRecord::as_select())
                     .first(conn)
                     .optional()?)
+            })
+            .await
+    }
+
+    /// The user with how many passkeys and recovery codes they hold, in one
+    /// query (what `/auth/me` and `/users/profile` show).
+    pub async fn find_account(&self, id: String) -> Result<Option<AccountRecord>, RepoError> {
+        use diesel::dsl::sql;
+        use diesel::sql_types::BigInt;
+        self.db
+            .run(move |conn| {
+                let row = users::table
+                    .find(id)
+                    .select((
+                        UserRecord::as_select(),
+                        sql::<BigInt>(
+                            "(SELECT COUNT(*) FROM passkeys WHERE passkeys.user_id = users.id)",
+                        ),
+                        sql::<BigInt>(
+                            "(SELECT COUNT(*) FROM recovery_codes \
+                             WHERE recovery_codes.user_id = users.id)",
+                        ),
+                    ))
+                    .first::<(UserRecord, i64, i64)>(conn)
+                    .optional()?;
+                Ok(row.map(|(user, passkeys, recovery_codes)| AccountRecord {
+                    user,
+                    passkeys,
+                    recovery_codes,
+                }))
             })
             .await
     }

@@ -18,7 +18,7 @@ use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::{username_key, AuthMethod, ClientInfo, DisplayName, Password, Username};
 use crate::repositories::sessions::Ending;
-use crate::repositories::{PasskeyRepository, RepoError, UserRecord, UserRepository};
+use crate::repositories::{RepoError, UserRecord, UserRepository};
 use webauthn_rs::prelude::PublicKeyCredential;
 
 /// A user as clients see it.
@@ -59,7 +59,6 @@ pub struct SignupInput {
 #[derive(Clone)]
 pub struct AuthService {
     users: UserRepository,
-    passkeys: PasskeyRepository,
     passwords: Passwords,
     tokens: Arc<TokenService>,
     limiter: RateLimiter,
@@ -73,7 +72,6 @@ pub struct AuthService {
 /// What the auth service is built from.
 pub struct AuthParts {
     pub users: UserRepository,
-    pub passkeys: PasskeyRepository,
     pub passwords: Passwords,
     pub tokens: Arc<TokenService>,
     pub limiter: RateLimiter,
@@ -89,7 +87,6 @@ impl AuthService {
     pub fn new(parts: AuthParts) -> Self {
         AuthService {
             users: parts.users,
-            passkeys: parts.passkeys,
             passwords: parts.passwords,
             tokens: parts.tokens,
             limiter: parts.limiter,
@@ -446,22 +443,21 @@ impl AuthService {
 
     /// The caller's account; a token for a user that no longer exists is refused.
     pub async fn account(&self, user_id: Uuid) -> Result<Account, ServiceError> {
-        let record = self
-            .users
-            .find_by_id(user_id.to_string())
-            .await?
-            .ok_or(ServiceError::UnknownUser)?;
-        let passkey_count = self.passkeys.count_for_user(user_id.to_string()).await?;
-        Ok(Account {
-            user: User::from_record(record)?,
-            passkey_count,
-        })
+        Ok(self.account_status(user_id).await?.0)
     }
 
-    /// The caller's account and how many recovery codes it has left.
+    /// The caller's account and how many recovery codes it has left (one
+    /// query, as the account alone).
     pub async fn account_status(&self, user_id: Uuid) -> Result<(Account, i64), ServiceError> {
-        let account = self.account(user_id).await?;
-        let remaining = self.recovery.remaining(user_id).await?;
-        Ok((account, remaining))
+        let record = self
+            .users
+            .find_account(user_id.to_string())
+            .await?
+            .ok_or(ServiceError::UnknownUser)?;
+        let account = Account {
+            user: User::from_record(record.user)?,
+            passkey_count: record.passkeys,
+        };
+        Ok((account, record.recovery_codes))
     }
 }

@@ -270,10 +270,6 @@ impl RecoveryCodes {
         }
         Ok(ended)
     }
-
-    pub async fn remaining(&self, user_id: Uuid) -> Result<i64, ServiceError> {
-        Ok(self.repo.count_for_user(user_id.to_string()).await?)
-    }
 }
 
 #[cfg(test)]

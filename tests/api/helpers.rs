@@ -309,10 +309,9 @@ impl TestApp {
 
     /// A direct connection to the test's database, to check what is stored.
     pub fn db(&self) -> passkey_auth::db::AnyConnection {
-        use diesel::r2d2::ManageConnection;
         let url = passkey_auth::config::DatabaseUrl::parse(&self.database_url).unwrap();
         passkey_auth::db::ConnectionManager::new(url)
-            .connect()
+            .open()
             .expect("connect to the test database")
     }
 

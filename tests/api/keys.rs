@@ -189,12 +189,9 @@ async fn nodes_starting_together_create_exactly_one_key(backend: Backend) {
         assert_eq!(jwks(&node.base).await, first);
     }
     let parsed = passkey_auth::config::DatabaseUrl::parse(&url).unwrap();
-    let mut conn = {
-        use diesel::r2d2::ManageConnection;
-        passkey_auth::db::ConnectionManager::new(parsed)
-            .connect()
-            .unwrap()
-    };
+    let mut conn = passkey_auth::db::ConnectionManager::new(parsed)
+        .open()
+        .unwrap();
     let rows: i64 = signing_keys::table.count().get_result(&mut conn).unwrap();
     assert_eq!(rows, 1);
 }
