@@ -8,6 +8,7 @@ use super::events::{insert_on, EventRecord};
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Database, RepoError};
+use crate::db::AnyConnection;
 use crate::schema::passkeys;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -226,39 +227,84 @@ impl PasskeyRepository {
             .await
     }
 
-    /// Compare-and-set of the counter and last use, with its event: `false`
-    /// (and no event) when another assertion changed the counter since it
-    /// was read.
-    pub async fn record_use(
+    /// An assertion's whole trip to the database, on one blocking task and
+    /// one connection: reads the user's passkey with this credential id,
+    /// hands it (or `None`) to `check`, which verifies the assertion there
+    /// (signature checks are CPU work an async worker must not do) and
+    /// says what to store, then stores it with a compare-and-set of the
+    /// counter (see [`PasskeyUse`]) and its event, in one transaction. No
+    /// transaction is open while `check` runs.
+    pub async fn check_and_record_use<E, F>(
         &self,
-        used: PasskeyUse,
-        event: EventRecord,
-    ) -> Result<bool, RepoError> {
+        user_id: String,
+        credential_id: String,
+        check: F,
+    ) -> Result<CheckedUse<E>, RepoError>
+    where
+        F: FnOnce(Option<PasskeyRecord>) -> Result<(PasskeyUse, EventRecord), E> + Send + 'static,
+        E: Send + 'static,
+    {
         self.db
             .run(move |conn| {
-                conn.transaction(|conn| {
-                    let updated = diesel::update(
-                        passkeys::table
-                            .filter(passkeys::id.eq(used.id))
-                            .filter(passkeys::sign_count.eq(used.expected_sign_count)),
-                    )
-                    .set((
-                        passkeys::sign_count.eq(used.sign_count),
-                        passkeys::credential.eq(used.credential),
-                        passkeys::backup_eligible.eq(used.backup_eligible),
-                        passkeys::backup_state.eq(used.backup_state),
-                        passkeys::last_used_at.eq(Some(used.used_at)),
-                    ))
-                    .execute(conn)?;
-                    if updated == 1 {
-                        insert_on(conn, &event)?;
-                    }
-                    Ok::<_, diesel::result::Error>(updated == 1)
+                let record = passkeys::table
+                    .filter(passkeys::user_id.eq(user_id))
+                    .filter(passkeys::credential_id.eq(credential_id))
+                    .select(PasskeyRecord::as_select())
+                    .first(conn)
+                    .optional()?;
+                let (used, event) = match check(record) {
+                    Ok(to_store) => to_store,
+                    Err(refusal) => return Ok(CheckedUse::Refused(refusal)),
+                };
+                Ok(if record_use_on(conn, used, &event)? {
+                    CheckedUse::Recorded(event)
+                } else {
+                    CheckedUse::Raced
                 })
-                .map_err(RepoError::from)
             })
             .await
     }
+}
+
+/// What [`PasskeyRepository::check_and_record_use`] came to.
+#[derive(Debug)]
+pub enum CheckedUse<E> {
+    /// Stored, with the event that records it.
+    Recorded(EventRecord),
+    /// `check` refused the assertion; nothing was stored.
+    Refused(E),
+    /// Another assertion changed the counter since it was read; nothing
+    /// was stored.
+    Raced,
+}
+
+/// The compare-and-set of a passkey's counter and last use, and its event,
+/// in one transaction: `false` (and no event) when the counter is no longer
+/// the one the use was computed from.
+fn record_use_on(
+    conn: &mut AnyConnection,
+    used: PasskeyUse,
+    event: &EventRecord,
+) -> Result<bool, diesel::result::Error> {
+    conn.transaction(|conn| {
+        let updated = diesel::update(
+            passkeys::table
+                .filter(passkeys::id.eq(used.id))
+                .filter(passkeys::sign_count.eq(used.expected_sign_count)),
+        )
+        .set((
+            passkeys::sign_count.eq(used.sign_count),
+            passkeys::credential.eq(used.credential),
+            passkeys::backup_eligible.eq(used.backup_eligible),
+            passkeys::backup_state.eq(used.backup_state),
+            passkeys::last_used_at.eq(Some(used.used_at)),
+        ))
+        .execute(conn)?;
+        if updated == 1 {
+            insert_on(conn, event)?;
+        }
+        Ok(updated == 1)
+    })
 }
 
 /// What an operator's reset of an account's passkeys removed.

@@ -7,7 +7,7 @@ use super::events::{insert_on, EventRecord};
 use super::recovery_codes::delete_all_on;
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Database, RepoError};
-use crate::schema::{auth_events, passkeys, sessions, users};
+use crate::schema::{auth_events, passkeys, recovery_codes, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = users)]
@@ -82,28 +82,28 @@ impl UserRepository {
     /// The user with how many passkeys and recovery codes they hold, in one
     /// query (what `/auth/me` and `/users/profile` show).
     pub async fn find_account(&self, id: String) -> Result<Option<AccountRecord>, RepoError> {
-        use diesel::dsl::sql;
-        use diesel::sql_types::BigInt;
         self.db
             .run(move |conn| {
+                // Subselects on the bound id (not on `users.id`): Diesel
+                // then prepares the statement once per connection and keeps
+                // it, where an SQL fragment would be parsed on every call.
+                let passkey_count = passkeys::table
+                    .filter(passkeys::user_id.eq(id.clone()))
+                    .count()
+                    .single_value();
+                let code_count = recovery_codes::table
+                    .filter(recovery_codes::user_id.eq(id.clone()))
+                    .count()
+                    .single_value();
                 let row = users::table
                     .find(id)
-                    .select((
-                        UserRecord::as_select(),
-                        sql::<BigInt>(
-                            "(SELECT COUNT(*) FROM passkeys WHERE passkeys.user_id = users.id)",
-                        ),
-                        sql::<BigInt>(
-                            "(SELECT COUNT(*) FROM recovery_codes \
-                             WHERE recovery_codes.user_id = users.id)",
-                        ),
-                    ))
-                    .first::<(UserRecord, i64, i64)>(conn)
+                    .select((UserRecord::as_select(), passkey_count, code_count))
+                    .first::<(UserRecord, Option<i64>, Option<i64>)>(conn)
                     .optional()?;
                 Ok(row.map(|(user, passkeys, recovery_codes)| AccountRecord {
                     user,
-                    passkeys,
-                    recovery_codes,
+                    passkeys: passkeys.unwrap_or(0),
+                    recovery_codes: recovery_codes.unwrap_or(0),
                 }))
             })
             .await

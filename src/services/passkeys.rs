@@ -25,7 +25,8 @@ use super::tokens::{Grant, IssuedToken, Principal, Subject, TokenService};
 use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::{AuthLevel, AuthMethod, ClientInfo, Nickname};
-use crate::repositories::passkeys::{Enrolment, PasskeyUse};
+use crate::repositories::passkeys::{CheckedUse, Enrolment, PasskeyUse};
+use crate::repositories::EventRecord;
 use crate::repositories::{PasskeyRecord, PasskeyRepository, RepoError, UserRepository};
 use crate::stores::challenges::{Ceremony, ChallengeKey, ChallengeStore};
 
@@ -165,6 +166,45 @@ fn stored_passkey(record: &PasskeyRecord) -> Result<Passkey, ServiceError> {
     serde_json::from_str(&record.credential).map_err(ServiceError::internal)
 }
 
+/// The rules every verified assertion passes, step-up or sign-in: the
+/// counter policy, against the stored value (the ceremony state holds the
+/// value from when the options were made), and what its compare-and-set
+/// stores: the new counter, the credential as the result updates it, the
+/// backup flags, the time of use.
+fn judge_assertion(
+    record: PasskeyRecord,
+    mut passkey: Passkey,
+    verified: Result<AuthenticationResult, WebauthnError>,
+    used_at: chrono::NaiveDateTime,
+) -> Result<PasskeyUse, Refusal> {
+    let result = match verified {
+        Ok(result) => result,
+        Err(WebauthnError::CredentialPossibleCompromise) => {
+            return Err(Refusal::CounterRegression {
+                passkey_id: record.id,
+            })
+        }
+        Err(err) => return Err(failed(format!("{err:?}"))),
+    };
+    let stored = record.sign_count;
+    let presented = i64::from(result.counter());
+    if (presented > 0 || stored > 0) && presented <= stored {
+        return Err(Refusal::CounterRegression {
+            passkey_id: record.id,
+        });
+    }
+    passkey.update_credential(&result);
+    Ok(PasskeyUse {
+        credential: serde_json::to_string(&passkey).map_err(ServiceError::internal)?,
+        id: record.id,
+        expected_sign_count: stored,
+        sign_count: presented.max(stored),
+        backup_eligible: record.backup_eligible || result.backup_eligible(),
+        backup_state: result.backup_state(),
+        used_at,
+    })
+}
+
 /// Why a ceremony was refused, before it is recorded and answered.
 enum Refusal {
     /// The response did not verify; the reason goes to the log and the audit trail.
@@ -175,6 +215,10 @@ enum Refusal {
     Exists,
     /// Not a verdict on the response (no challenge, database down, …).
     Service(ServiceError),
+    /// A sign-in's credential is not one of the named user's passkeys: a
+    /// failure like [`Refusal::Failed`], but one that names no user (the
+    /// handle may name no one).
+    UnknownCredential(&'static str),
 }
 
 impl From<ServiceError> for Refusal {
@@ -437,6 +481,17 @@ impl PasskeyService {
         let (kind, detail, error) = match outcome {
             Ok(value) => return Ok(value),
             Err(Refusal::Service(err)) => return Err(err),
+            Err(Refusal::UnknownCredential(reason)) => {
+                log::warn!(
+                    "passkey {} failed for user_id={who}: {reason}",
+                    ceremony.as_str()
+                );
+                (
+                    failure_kind,
+                    reason.to_owned(),
+                    ServiceError::PasskeyVerificationFailed,
+                )
+            }
             Err(Refusal::Failed(reason)) => {
                 log::warn!(
                     "passkey {} failed for user_id={who}: {reason}",
@@ -549,18 +604,16 @@ impl PasskeyService {
             }
         }
 
-        let record = self
-            .passkeys
-            .find_by_credential_for_user(user_id.to_string(), encode_id(&response.raw_id))
-            .await
-            .map_err(ServiceError::from)?
-            .ok_or_else(|| failed("credential is not one of the caller's passkeys"))?;
-        let stored = stored_passkey(&record)?;
-        let result = self
-            .webauthn
-            .finish_passkey_authentication(&response, &state);
-        self.record_assertion(record, stored, result, user_id, client)
-            .await?;
+        let credential_id = encode_id(&response.raw_id);
+        let webauthn = self.webauthn.clone();
+        self.check_assertion(
+            user_id,
+            credential_id,
+            client,
+            move |_stored| webauthn.finish_passkey_authentication(&response, &state),
+            || failed("credential is not one of the caller's passkeys"),
+        )
+        .await?;
         Ok(self
             .tokens
             .issue(
@@ -571,63 +624,52 @@ impl PasskeyService {
             .map_err(ServiceError::internal)?)
     }
 
-    /// The rules every verified assertion passes, step-up or sign-in: the
-    /// counter policy (against the stored value: the ceremony state holds
-    /// the value from when the options were made) and its compare-and-set
-    /// update, the backup flags, the audit event.
-    async fn record_assertion(
+    /// An assertion of `user_id`'s passkey `credential_id`, checked and
+    /// recorded in one trip to the database (see
+    /// [`PasskeyRepository::check_and_record_use`]): `verify` checks the
+    /// response against the stored passkey, on the blocking thread; an
+    /// unknown credential is refused with what `unknown` says.
+    async fn check_assertion<V, U>(
         &self,
-        record: PasskeyRecord,
-        mut passkey: Passkey,
-        verified: Result<AuthenticationResult, WebauthnError>,
         user_id: Uuid,
+        credential_id: String,
         client: &ClientInfo,
-    ) -> Result<(), Refusal> {
-        let result = match verified {
-            Ok(result) => result,
-            Err(WebauthnError::CredentialPossibleCompromise) => {
-                return Err(Refusal::CounterRegression {
-                    passkey_id: record.id,
-                })
-            }
-            Err(err) => return Err(failed(format!("{err:?}"))),
-        };
-        let stored = record.sign_count;
-        let presented = i64::from(result.counter());
-        if (presented > 0 || stored > 0) && presented <= stored {
-            return Err(Refusal::CounterRegression {
-                passkey_id: record.id,
-            });
-        }
-
-        passkey.update_credential(&result);
-        let event = self.audit.event(
-            EventKind::PasskeyVerified,
-            Some(user_id),
-            client,
-            Some(record.id.clone()),
-        );
-        let applied = self
+        verify: V,
+        unknown: U,
+    ) -> Result<(), Refusal>
+    where
+        V: FnOnce(&Passkey) -> Result<AuthenticationResult, WebauthnError> + Send + 'static,
+        U: FnOnce() -> Refusal + Send + 'static,
+    {
+        let event = self
+            .audit
+            .event(EventKind::PasskeyVerified, Some(user_id), client, None);
+        let used_at = self.clock.now().naive_utc();
+        let checked = self
             .passkeys
-            .record_use(
-                PasskeyUse {
-                    id: record.id.clone(),
-                    expected_sign_count: stored,
-                    sign_count: presented.max(stored),
-                    credential: serde_json::to_string(&passkey).map_err(ServiceError::internal)?,
-                    backup_eligible: record.backup_eligible || result.backup_eligible(),
-                    backup_state: result.backup_state(),
-                    used_at: self.clock.now().naive_utc(),
-                },
-                event.clone(),
-            )
+            .check_and_record_use(user_id.to_string(), credential_id, move |record| {
+                let Some(record) = record else {
+                    return Err(unknown());
+                };
+                let passkey = stored_passkey(&record)?;
+                let verified = verify(&passkey);
+                let used = judge_assertion(record, passkey, verified, used_at)?;
+                let event = EventRecord {
+                    detail: Some(used.id.clone()),
+                    ..event
+                };
+                Ok((used, event))
+            })
             .await
             .map_err(ServiceError::from)?;
-        if !applied {
-            return Err(failed("a concurrent assertion updated the counter first"));
+        match checked {
+            CheckedUse::Recorded(event) => {
+                self.audit.log(&event);
+                Ok(())
+            }
+            CheckedUse::Refused(refusal) => Err(refusal),
+            CheckedUse::Raced => Err(failed("a concurrent assertion updated the counter first")),
         }
-        self.audit.log(&event);
-        Ok(())
     }
 
     /// Options for a passkey sign-in: no user yet, an empty
@@ -677,7 +719,7 @@ impl PasskeyService {
         self.audit
             .on_limit(limit, None, client, Action::PasskeySignIn)
             .await?;
-        let (user_id, outcome) = match self.sign_in(&response, client).await {
+        let (user_id, outcome) = match self.sign_in(Arc::new(response), client).await {
             Ok(signed_in) => (Some(signed_in.user_id), Ok(signed_in)),
             Err((user_id, refusal)) => (user_id, Err(refusal)),
         };
@@ -688,7 +730,7 @@ impl PasskeyService {
     /// The sign-in ceremony; a refusal names the user when one was found.
     async fn sign_in(
         &self,
-        response: &PublicKeyCredential,
+        response: Arc<PublicKeyCredential>,
         client: &ClientInfo,
     ) -> Result<SignedIn, (Option<Uuid>, Refusal)> {
         let anonymous = |refusal: Refusal| (None, refusal);
@@ -715,33 +757,36 @@ impl PasskeyService {
         let user_id = response
             .get_user_unique_id()
             .and_then(|handle| Uuid::from_slice(handle).ok());
-        let record = match user_id {
-            Some(user_id) => self
-                .passkeys
-                .find_by_credential_for_user(user_id.to_string(), encode_id(&response.raw_id))
-                .await
-                .map_err(|e| anonymous(ServiceError::from(e).into()))?,
-            None => None,
-        };
-        let (Some(user_id), Some(record)) = (user_id, record) else {
+        let Some(user_id) = user_id else {
             // The same work as a wrong signature: a signature check. The
-            // refusal names no user: the handle may name no one.
-            self.decoy.verify(response);
-            let reason = if user_id.is_none() {
-                "no userHandle naming a user"
-            } else {
-                "credential is not one of that user's passkeys"
-            };
-            return Err((None, failed(reason)));
+            // refusal names no user.
+            self.decoy.verify(&response);
+            return Err((None, failed("no userHandle naming a user")));
         };
+        let (webauthn, decoy) = (self.webauthn.clone(), self.decoy.clone());
+        let (to_verify, to_decoy) = (response.clone(), response.clone());
+        let outcome = self
+            .check_assertion(
+                user_id,
+                encode_id(&response.raw_id),
+                client,
+                move |stored| {
+                    webauthn.finish_discoverable_authentication_v2(&to_verify, state, stored)
+                },
+                // The same work as a wrong signature. The handle may name
+                // no one, so the refusal names no user.
+                move || {
+                    decoy.verify(&to_decoy);
+                    Refusal::UnknownCredential("credential is not one of that user's passkeys")
+                },
+            )
+            .await;
+        match outcome {
+            Ok(()) => {}
+            Err(Refusal::UnknownCredential(reason)) => return Err((None, failed(reason))),
+            Err(refusal) => return Err((Some(user_id), refusal)),
+        }
         let named = |refusal: Refusal| (Some(user_id), refusal);
-        let passkey = stored_passkey(&record).map_err(|e| named(e.into()))?;
-        let verified = self
-            .webauthn
-            .finish_discoverable_authentication_v2(response, state, &passkey);
-        self.record_assertion(record, passkey, verified, user_id, client)
-            .await
-            .map_err(named)?;
         let user = self
             .users
             .find_by_id(user_id.to_string())
