@@ -1,18 +1,24 @@
 //! Load benchmark of the server binary: `cargo bench --bench load`.
 //!
 //! Starts the real `passkey-auth` binary on a fresh database and drives it
-//! with an in-process load generator through seven phases (see BENCHMARKS.md
+//! with an in-process load generator through eight phases (see BENCHMARKS.md
 //! for what each measures and the targets), prints a summary and rewrites
 //! BENCHMARKS.md with the figures and the machine they ran on. Phase 1 has
 //! two variants: on a server signing ES256 tokens (1b), and on the guard
-//! crate's example resource server run in this process (1c); phase 2 also
-//! times signing and verifying one token; phase 4 measures passkey step-ups
-//! and then passkey sign-ins (4b); phase 6 floods a fresh server with
-//! public sign-in options and watches its memory and its guarded route.
-//! The last phase runs two servers as nodes on one PostgreSQL and one
-//! Redis (the machine's services); without them it is skipped, and the
-//! report says so.
+//! crate's example resource server run in this process (1c), and 1d pits a
+//! route that reads the account against the guard alone; phase 2 also
+//! times signing and verifying one token, and checking one passkey
+//! assertion's P-256 signature as webauthn-rs does; phase 4 measures
+//! passkey step-ups, then passkey sign-ins (4b), then the options requests
+//! alone (4c), which splits a ceremony's server CPU; phase 6 floods a fresh
+//! server with public sign-in options and watches its memory and its
+//! guarded route. Phase 7 runs two servers as nodes on one PostgreSQL and
+//! one Redis (the machine's services), and the last, 8, repeats 1d and
+//! 4-4c on a server on PostgreSQL; without those services they are
+//! skipped, and the report says so.
 
+#[path = "load/assertion.rs"]
+mod assertion;
 #[path = "../tests/common/authenticator.rs"]
 mod authenticator;
 #[path = "load/cpu.rs"]
@@ -52,7 +58,8 @@ use driver::{expect_success, FixedRequest, LoadResult, LoadSpec, Operation, Stop
 use http::Conn;
 use report::{
     AlgorithmRun, FloodRss, HashTiming, LogoutPropagation, Machine, MemorySample, NodesOutcome,
-    OptionsFlood, ResourceRun, Results, RunInfo, TokenKey,
+    OptionsAlone, OptionsFlood, PostgresOutcome, PostgresRun, ProfileRun, ResourceRun, Results,
+    RunInfo, TokenKey,
 };
 use resource::ResourceServer;
 use server::{DbTarget, RedisTarget, Server, ServerConfig};
@@ -76,6 +83,9 @@ struct Settings {
     idle_connections: usize,
     /// Phases 4 and 4b: also the number of users with a passkey.
     ceremony_workers: usize,
+    /// Phase 4c: public sign-in options in its counted run (each stays in
+    /// the challenge store for its TTL: kept well below the store's bound).
+    sign_in_options_count: u64,
     /// argon2id hashes timed for the ceiling.
     hash_samples: usize,
     /// Phase 5: connections, each rotating its own session's refresh token.
@@ -93,10 +103,13 @@ struct Settings {
     logout_rounds: usize,
     poll_interval: Duration,
     poll_deadline: Duration,
-    /// Phase 7's services (`None`: set empty, the phase is skipped).
+    /// Phase 7's services (`None`: set empty, the phase is skipped); phase
+    /// 8 creates its database through the first too.
     pg_admin_url: Option<String>,
     redis_url: Option<String>,
     server_binary: PathBuf,
+    /// `BENCH_DATABASE_URL`: phase 8's PostgreSQL database (servers A, B
+    /// and E always run on fresh SQLite files).
     database_url: Option<String>,
     report_path: PathBuf,
 }
@@ -111,6 +124,7 @@ impl Settings {
             login_connections: 8,
             idle_connections: 16,
             ceremony_workers: 32,
+            sign_in_options_count: 20_000,
             hash_samples: 20,
             refresh_connections: 16,
             flood_requests: env_number("BENCH_FLOOD", 1_000_000)?,
@@ -217,12 +231,9 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
     let machine = Machine::detect();
     let workdir = TempDir::new()?;
-    let db = match &settings.database_url {
-        Some(url) => DbTarget::Postgres(url.clone()),
-        None => DbTarget::Sqlite(workdir.0.join("auth.db")),
-    };
+    let db = DbTarget::Sqlite(workdir.0.join("auth.db"));
     // Every username of this run starts with the prefix (unique per run, so
-    // a shared PostgreSQL database needs no cleaning beforehand).
+    // phase 8's shared PostgreSQL database needs no cleaning beforehand).
     let prefix = format!("lb{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let config = ServerConfig {
         binary: settings.server_binary.clone(),
@@ -243,11 +254,7 @@ async fn run(settings: Settings) -> Result<(), String> {
     // fresh process, the nodes of phase 7 differ in database and Redis and
     // report their own).
     let server_env = config.env();
-    let outcome = phases(&settings, &config, &prefix, &machine).await;
-    if let Err(err) = db.delete_users(&prefix) {
-        eprintln!("warning: could not delete this run's users: {err}");
-    }
-    let results = outcome?;
+    let results = phases(&settings, &config, &prefix, &machine).await?;
     // Every server has been stopped and reaped: their CPU time is ours now.
     let cpu = cpu_before
         .zip(cpu::CpuSnapshot::now())
@@ -257,7 +264,11 @@ async fn run(settings: Settings) -> Result<(), String> {
         command: "cargo bench --bench load".into(),
         date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
         runtime: started.elapsed(),
-        database: db.describe().into(),
+        database: format!(
+            "{} for servers A, B and E; PostgreSQL for nodes C and D (phase 7) and server P \
+             (phase 8)",
+            db.describe()
+        ),
         server_env,
         warmup: settings.warmup,
         measure: settings.measure,
@@ -265,6 +276,7 @@ async fn run(settings: Settings) -> Result<(), String> {
         cpu,
     };
     println!("\n{}", report::results_table(&results));
+    println!("{}", report::ceremony_table(&results));
     println!("{}", report::memory_table(&results));
     println!("Targets: {}", report::targets_line(&results));
     let (warnings, last) = &results.server_warnings;
@@ -285,7 +297,8 @@ async fn run(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Phases 1-5 on server A, phase 6 on server B, phase 7 on nodes C and D.
+/// Phases 1-5 on server A, phase 6 on server B, phase 7 on nodes C and D,
+/// phase 8 on server P (PostgreSQL).
 async fn phases(
     settings: &Settings,
     config: &ServerConfig,
@@ -333,6 +346,10 @@ async fn phases(
     let resource = phase_resource_server(settings, &server, &password_token).await?;
     sample(&server, "phase 1c (JWKS for the resource server)");
 
+    println!("phase 1d: GET /users/profile vs GET /protected/basic");
+    let profile = phase_profile(settings, &server, &password_token, "A: ").await?;
+    sample(&server, "phase 1d (profile vs basic)");
+
     println!("phase 2: login vs argon2 ceiling");
     let login_request = login_request(&first_username);
     let (hash, login) = phase_login(settings, &server, &login_request, machine.cores).await?;
@@ -356,6 +373,15 @@ async fn phases(
         );
     }
 
+    let p256 = tokio::task::block_in_place(assertion::measure)?;
+    println!(
+        "  P-256 assertion signature (webauthn-rs-core COSEKey::verify_signature): {:.1} µs \
+         (thread CPU {:.1} µs), the ECDSA verification alone {:.1} µs",
+        p256.verify.wall_us(),
+        p256.verify_us(),
+        p256.ecdsa_only.wall_us()
+    );
+
     println!("phase 3: guarded p99 idle vs during a login flood");
     let (idle, under_flood, flood_logins) =
         phase_latency_under_flood(settings, addr, &full_token, &login_request).await;
@@ -368,6 +394,10 @@ async fn phases(
     println!("phase 4b: passkey sign-ins");
     let sign_ins = phase_sign_ins(settings, &server, &users).await?;
     sample(&server, "phase 4b (sign-ins)");
+
+    println!("phase 4c: the ceremonies' options alone");
+    let options = phase_options_alone(settings, &server, &users).await;
+    sample(&server, "phase 4c (options alone)");
 
     println!("phase 5: refresh-token rotation");
     let refresh = phase_refresh(settings, &server, &usernames, "POST /auth/refresh").await?;
@@ -389,6 +419,14 @@ async fn phases(
         NodesOutcome::Failed(why) => println!("  FAILED: {why}"),
     }
 
+    println!("phase 8: server P on PostgreSQL");
+    let postgres = phase_postgres(settings, config, prefix).await;
+    match &postgres {
+        PostgresOutcome::Measured(_) => {}
+        PostgresOutcome::Skipped(why) => println!("  skipped: {why}"),
+        PostgresOutcome::Failed(why) => println!("  FAILED: {why}"),
+    }
+
     Ok(Results {
         bare,
         bare_with_header,
@@ -398,7 +436,9 @@ async fn phases(
         token_key,
         es256,
         resource,
+        profile,
         token_costs,
+        p256,
         hash: hash.timing(),
         login,
         idle,
@@ -406,9 +446,11 @@ async fn phases(
         flood_logins,
         ceremonies,
         sign_ins,
+        options,
         refresh,
         options_flood,
         logout,
+        postgres,
         memory,
         peak_rss_kib,
         server_warnings,
@@ -820,6 +862,43 @@ async fn phase_resource_server(
     })
 }
 
+/// Phase 1d (and 8): `GET /users/profile`, which reads the caller's
+/// account, against `GET /protected/basic`, the guard alone, with the same
+/// token, alternating; setup checks the profile is the token's user.
+/// `name` prefixes the runs' console labels.
+async fn phase_profile(
+    settings: &Settings,
+    server: &Server,
+    token: &str,
+    name: &str,
+) -> Result<ProfileRun, String> {
+    let profile = http::get("/users/profile", Some(token));
+    let mut conn = Conn::new(server.addr);
+    let answer = call(&mut conn, &profile, "/users/profile (setup)").await?;
+    if answer["username"].as_str() != claim(token, "username").as_deref() {
+        return Err(format!(
+            "/users/profile answered for someone else: {answer}"
+        ));
+    }
+    drop(conn);
+    let labels = [
+        format!("{name}GET /users/profile"),
+        format!("{name}GET /protected/basic"),
+    ];
+    let runs = [
+        (labels[0].as_str(), profile),
+        (
+            labels[1].as_str(),
+            http::get("/protected/basic", Some(token)),
+        ),
+    ];
+    let [profile, basic] = alternate(settings, server.addr, runs, settings.connections, || {
+        server.cpu_time()
+    })
+    .await;
+    Ok(ProfileRun { profile, basic })
+}
+
 async fn run_login(settings: &Settings, server: &Server, request: &[u8], n: usize) -> LoadResult {
     let result = run_on(
         server,
@@ -1067,6 +1146,46 @@ async fn phase_sign_ins(
     let result = run_on(server, &spec, ops).await;
     println!("  {}", result.summary());
     Ok(result)
+}
+
+/// Phase 4c: the options requests alone, so that a ceremony's server CPU
+/// splits into options and verify. Step-up options: a timed run, each
+/// worker with its own user's password-level token (each request replaces
+/// its user's pending challenge). Sign-in options: a counted run, since
+/// each stores a ceremony under its challenge until the TTL.
+async fn phase_options_alone(
+    settings: &Settings,
+    server: &Server,
+    users: &[EnrolledUser],
+) -> OptionsAlone {
+    let ops: Vec<FixedRequest> = users
+        .iter()
+        .map(|u| {
+            FixedRequest(Arc::from(http::get(
+                "/passkeys/authenticate/options",
+                Some(&u.password_token),
+            )))
+        })
+        .collect();
+    let spec = settings.timed("step-up options alone", ops.len());
+    let step_up = run_on(server, &spec, ops).await;
+    println!("  {}", step_up.summary());
+    let spec = LoadSpec {
+        label: "sign-in options alone".into(),
+        concurrency: users.len(),
+        stop: Stop::Count {
+            total: settings.sign_in_options_count,
+            limit: settings.flood_limit,
+        },
+    };
+    let sign_in = run_on(
+        server,
+        &spec,
+        fixed(&sign_in_options_request(), users.len()),
+    )
+    .await;
+    println!("  {}", sign_in.summary());
+    OptionsAlone { step_up, sign_in }
 }
 
 // ---------------------------------------------------------------------------
@@ -1583,4 +1702,124 @@ async fn measure_logouts(
     check_alive(c)?;
     check_alive(d)?;
     Ok(result)
+}
+
+// ---------------------------------------------------------------------------
+// Phase 8: the database paths on PostgreSQL.
+
+/// Server P on PostgreSQL: `BENCH_DATABASE_URL` (this run's users deleted
+/// after), else a fresh database through `BENCH_PG_ADMIN_URL` (dropped
+/// after); skipped when PostgreSQL cannot be reached.
+async fn phase_postgres(settings: &Settings, base: &ServerConfig, prefix: &str) -> PostgresOutcome {
+    let (url, fresh, database) = match (&settings.database_url, &settings.pg_admin_url) {
+        (Some(url), _) => {
+            if let Err(err) = tokio::task::block_in_place(|| nodes::pg_ping(url)) {
+                return PostgresOutcome::Skipped(format!(
+                    "PostgreSQL at BENCH_DATABASE_URL ({}) is not reachable: {err}",
+                    nodes::masked(url)
+                ));
+            }
+            let described = "`BENCH_DATABASE_URL`, an existing database: this run's users \
+                             are deleted after the phase"
+                .to_owned();
+            (url.clone(), None, described)
+        }
+        (None, Some(admin_url)) => {
+            match tokio::task::block_in_place(|| nodes::Database::create(admin_url)) {
+                Ok(database) => (
+                    database.url.clone(),
+                    Some(database),
+                    "a database created for the run through `BENCH_PG_ADMIN_URL` and dropped \
+                     after it"
+                        .to_owned(),
+                ),
+                Err(err) => {
+                    return PostgresOutcome::Skipped(format!(
+                        "PostgreSQL at {} is not reachable or refused a new database: {err}",
+                        nodes::masked(admin_url)
+                    ))
+                }
+            }
+        }
+        (None, None) => {
+            return PostgresOutcome::Skipped(
+                "disabled (BENCH_DATABASE_URL unset and BENCH_PG_ADMIN_URL set empty)".into(),
+            )
+        }
+    };
+    let config = ServerConfig {
+        binary: base.binary.clone(),
+        workdir: base.workdir.clone(),
+        db: DbTarget::Postgres(url),
+        challenge_capacity: 100_000,
+        redis: None,
+        signing_algorithm: None,
+    };
+    let outcome = measure_postgres(settings, &config, prefix).await;
+    // Server P has stopped: its users go from a shared database, and a
+    // fresh database goes whole.
+    match fresh {
+        Some(database) => drop(database),
+        None => {
+            if let Err(err) = tokio::task::block_in_place(|| config.db.delete_users(prefix)) {
+                eprintln!(
+                    "warning: could not delete this run's users from server P's database: {err}"
+                );
+            }
+        }
+    }
+    match outcome {
+        Ok(mut run) => {
+            run.database = database;
+            run.env = config
+                .env()
+                .into_iter()
+                .map(|(k, v)| {
+                    if k == "DATABASE_URL" {
+                        (k, nodes::masked(&v))
+                    } else {
+                        (k, v)
+                    }
+                })
+                .collect();
+            PostgresOutcome::Measured(Box::new(run))
+        }
+        Err(err) => PostgresOutcome::Failed(err),
+    }
+}
+
+/// Enrolls the ceremony users on server P, then phase 1d's pair and phases
+/// 4, 4b and 4c, with the same code as on server A.
+async fn measure_postgres(
+    settings: &Settings,
+    config: &ServerConfig,
+    prefix: &str,
+) -> Result<PostgresRun, String> {
+    let server = Server::start(config)?;
+    println!("  server P on {} (pid {})", server.addr, server.pid());
+    println!(
+        "  setup: {} users with a passkey",
+        settings.ceremony_workers
+    );
+    let users = enroll_all(server.addr, prefix, settings.ceremony_workers).await?;
+    let token = users
+        .first()
+        .ok_or("no users were enrolled on server P")?
+        .password_token
+        .clone();
+    let profile = phase_profile(settings, &server, &token, "P: ").await?;
+    let ceremonies = phase_ceremonies(settings, &server, &users).await;
+    let sign_ins = phase_sign_ins(settings, &server, &users).await?;
+    let options = phase_options_alone(settings, &server, &users).await;
+    let server_warnings = server.warnings().0;
+    check_alive(server)?;
+    Ok(PostgresRun {
+        database: String::new(),
+        env: Vec::new(),
+        profile,
+        ceremonies,
+        sign_ins,
+        options,
+        server_warnings,
+    })
 }

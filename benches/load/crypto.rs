@@ -92,7 +92,7 @@ fn thread_cpu() -> Option<Duration> {
 
 /// Times `op` over `BATCHES` batches of `BATCH` calls (`op` gets the call's
 /// index, 0..BATCH*BATCHES) and returns the median batch's cost per call.
-fn time<E: std::fmt::Display>(
+pub fn time<E: std::fmt::Display>(
     mut op: impl FnMut(usize) -> Result<(), E>,
 ) -> Result<OpCost, String> {
     let mut walls = Vec::with_capacity(BATCHES);

@@ -1,8 +1,9 @@
 //! What the multi-node phase shares: a fresh PostgreSQL database, created
 //! for the run and dropped afterwards (as `tests/multinode.rs` does), and a
-//! Redis, checked before the nodes start and cleaned of the run's keys after.
-//! Both are services of the machine; when either cannot be reached the
-//! phase is skipped, not failed.
+//! Redis, checked before the nodes start and cleaned of the run's keys after;
+//! phase 8's server P gets a fresh database the same way (or is checked on
+//! `BENCH_DATABASE_URL`). Both are services of the machine; when one cannot
+//! be reached the phase that needs it is skipped, not failed.
 
 use std::time::Duration;
 
@@ -29,7 +30,7 @@ impl Database {
             url::Url::parse(admin_url).map_err(|e| format!("unparsable URL {admin_url:?}: {e}"))?;
         let name = format!("passkey_bench_{}", uuid::Uuid::new_v4().simple());
         let mut admin = PgConnection::establish(&with_connect_timeout(admin_url))
-            .map_err(|e| e.to_string().trim().to_owned())?;
+            .map_err(|e| one_line(&e.to_string()))?;
         admin
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .map_err(|e| format!("CREATE DATABASE {name}: {e}"))?;
@@ -70,6 +71,30 @@ fn with_connect_timeout(url: &str) -> String {
         "{url}{separator}connect_timeout={}",
         CONNECT_TIMEOUT.as_secs()
     )
+}
+
+/// Whether the PostgreSQL database at `url` answers, within [`CONNECT_TIMEOUT`].
+pub fn pg_ping(url: &str) -> Result<(), String> {
+    PgConnection::establish(&with_connect_timeout(url))
+        .map(drop)
+        .map_err(|e| one_line(&e.to_string()))
+}
+
+/// libpq's multi-line messages on one line (they end up in table cells).
+fn one_line(message: &str) -> String {
+    message.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `url` with its password, if any, replaced by `***` (for the report).
+pub fn masked(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(an unparsable URL)".into(),
+    }
 }
 
 /// PING, within [`CONNECT_TIMEOUT`].

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::assertion::AssertionCosts;
 use crate::cpu::CpuShares;
 use crate::crypto::{OpCost, TokenCosts, BATCH, BATCHES};
 use crate::driver::LoadResult;
@@ -14,6 +15,10 @@ pub const LOGIN_RATIO_TARGET: f64 = 0.90;
 pub const P99_RATIO_TARGET: f64 = 2.0;
 /// The slowest logout seen by the other node must take less than this.
 pub const LOGOUT_PROPAGATION_TARGET: Duration = Duration::from_secs(1);
+/// `GET /users/profile` against `GET /protected/basic`, on PostgreSQL.
+pub const PROFILE_RATIO_TARGET: f64 = 0.25;
+/// A step-up's server CPU beyond one P-256 verification, on SQLite, µs.
+pub const BEYOND_P256_TARGET_US: f64 = 250.0;
 
 /// The machine the run happened on.
 pub struct Machine {
@@ -332,6 +337,103 @@ impl ResourceRun {
     }
 }
 
+/// Phase 1d (and 8): a route that reads the account from the database
+/// against the guard alone, with the same token, alternating.
+pub struct ProfileRun {
+    /// `GET /users/profile`.
+    pub profile: LoadResult,
+    /// `GET /protected/basic`.
+    pub basic: LoadResult,
+}
+
+impl ProfileRun {
+    pub fn ratio(&self) -> f64 {
+        self.profile.rate() / self.basic.rate()
+    }
+}
+
+/// Phase 4c (and 8): the options requests of the two ceremonies alone.
+pub struct OptionsAlone {
+    /// `GET /passkeys/authenticate/options`, each worker its own token (timed).
+    pub step_up: LoadResult,
+    /// `GET /passkeys/login/options` (a counted run: each stores a ceremony).
+    pub sign_in: LoadResult,
+}
+
+/// Phase 8: server P, on PostgreSQL.
+pub struct PostgresRun {
+    /// Where the database came from (`BENCH_DATABASE_URL` or a fresh one).
+    pub database: String,
+    /// Server P's environment (the database URL's password masked).
+    pub env: Vec<(&'static str, String)>,
+    pub profile: ProfileRun,
+    pub ceremonies: LoadResult,
+    pub sign_ins: LoadResult,
+    pub options: OptionsAlone,
+    pub server_warnings: u64,
+}
+
+/// Phase 8's outcome: it needs a PostgreSQL the machine may not have.
+pub enum PostgresOutcome {
+    Measured(Box<PostgresRun>),
+    /// PostgreSQL not reachable (or the phase disabled): why.
+    Skipped(String),
+    /// Server P ran but the phase could not complete: why.
+    Failed(String),
+}
+
+impl PostgresOutcome {
+    pub fn measured(&self) -> Option<&PostgresRun> {
+        match self {
+            PostgresOutcome::Measured(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The profile target's verdict: `None` when skipped.
+    pub fn profile_met(&self) -> Option<bool> {
+        match self {
+            PostgresOutcome::Measured(m) => Some(m.profile.ratio() >= PROFILE_RATIO_TARGET),
+            PostgresOutcome::Failed(_) => Some(false),
+            PostgresOutcome::Skipped(_) => None,
+        }
+    }
+}
+
+/// One ceremony's server CPU, split: options, then verify (the rest), and
+/// what is left beyond the one P-256 verification it cannot do without.
+pub struct Breakdown {
+    pub rate: f64,
+    pub ceremony_us: f64,
+    pub options_us: f64,
+    pub p256_us: f64,
+    /// The access token's signature (phase 2, thread CPU): part of the verify.
+    pub sign_us: Option<f64>,
+}
+
+impl Breakdown {
+    fn of(ceremony: &LoadResult, options: &LoadResult, r: &Results) -> Option<Breakdown> {
+        Some(Breakdown {
+            rate: ceremony.rate(),
+            ceremony_us: ceremony.server_us_per_op()?,
+            options_us: options.server_us_per_op()?,
+            p256_us: r.p256.verify_us(),
+            sign_us: costs_of(r, &r.token_key.algorithm)
+                .map(|c| c.sign.cpu_us().unwrap_or_else(|| c.sign.wall_us())),
+        })
+    }
+
+    /// The verify request's server CPU: the ceremony less its options.
+    pub fn verify_us(&self) -> f64 {
+        self.ceremony_us - self.options_us
+    }
+
+    /// The ceremony's server CPU beyond the P-256 verification.
+    pub fn beyond_us(&self) -> f64 {
+        self.ceremony_us - self.p256_us
+    }
+}
+
 /// Everything one run measured.
 pub struct Results {
     pub bare: LoadResult,
@@ -346,8 +448,12 @@ pub struct Results {
     pub token_key: TokenKey,
     pub es256: AlgorithmRun,
     pub resource: ResourceRun,
+    /// Phase 1d: `/users/profile` vs `/protected/basic` on server A (SQLite).
+    pub profile: ProfileRun,
     /// Signing and verifying one token, per algorithm (EdDSA first).
     pub token_costs: Vec<TokenCosts>,
+    /// Checking one passkey assertion's P-256 signature as webauthn-rs does.
+    pub p256: AssertionCosts,
     pub hash: HashTiming,
     pub login: LoadResult,
     pub idle: LoadResult,
@@ -357,9 +463,13 @@ pub struct Results {
     pub ceremonies: LoadResult,
     /// Phase 4b: sign-ins (public options + assertion + verify: a session).
     pub sign_ins: LoadResult,
+    /// Phase 4c: the options requests alone, on server A.
+    pub options: OptionsAlone,
     pub refresh: LoadResult,
     pub options_flood: OptionsFlood,
     pub logout: NodesOutcome,
+    /// Phase 8: server P on PostgreSQL.
+    pub postgres: PostgresOutcome,
     pub memory: Vec<MemorySample>,
     pub peak_rss_kib: Option<u64>,
     pub server_warnings: (u64, Vec<String>),
@@ -402,10 +512,27 @@ impl Results {
             &self.options_flood.flood,
             &self.options_flood.idle,
             &self.options_flood.during,
+            &self.profile.profile,
+            &self.profile.basic,
+            &self.options.step_up,
+            &self.options.sign_in,
         ]
         .into_iter()
         .map(|r| r.errors)
         .sum::<u64>()
+            + self.postgres.measured().map_or(0, |p| {
+                [
+                    &p.profile.profile,
+                    &p.profile.basic,
+                    &p.ceremonies,
+                    &p.sign_ins,
+                    &p.options.step_up,
+                    &p.options.sign_in,
+                ]
+                .into_iter()
+                .map(|r| r.errors)
+                .sum::<u64>()
+            })
             + u64::from(self.options_flood.early_sign_in.is_err())
             + self
                 .logout
@@ -416,6 +543,17 @@ impl Results {
     /// Sign-ins per second against step-ups per second.
     pub fn sign_in_ratio(&self) -> f64 {
         self.sign_ins.rate() / self.ceremonies.rate()
+    }
+
+    /// Server A's step-up, split.
+    pub fn step_up_breakdown(&self) -> Option<Breakdown> {
+        Breakdown::of(&self.ceremonies, &self.options.step_up, self)
+    }
+
+    /// The step-up target: `None` when a figure is missing.
+    pub fn beyond_p256_met(&self) -> Option<bool> {
+        self.step_up_breakdown()
+            .map(|b| b.beyond_us() <= BEYOND_P256_TARGET_US)
     }
 }
 
@@ -476,15 +614,27 @@ fn cost_note(guarded: &LoadResult, bare: &LoadResult) -> String {
 
 /// `21.3 µs/token (thread CPU 21.1 µs) → 46948 token/s per core`.
 fn op_cell(cost: &OpCost) -> String {
+    op_cell_of(cost, "token")
+}
+
+/// [`op_cell`] for another unit than a token.
+fn op_cell_of(cost: &OpCost, unit: &str) -> String {
     let digits = if cost.wall_us() < 10.0 { 2 } else { 1 };
     let cpu = cost.cpu_us().map_or(String::new(), |us| {
         format!(" (thread CPU {us:.digits$} µs)")
     });
     format!(
-        "{:.digits$} µs/token{cpu} → {:.0} token/s per core",
+        "{:.digits$} µs/{unit}{cpu} → {:.0} {unit}/s per core",
         cost.wall_us(),
         cost.per_core_second()
     )
+}
+
+/// `"(server CPU per request ×1.45)"`-like note of `a` against `b`.
+fn cpu_per_op_note(a: &LoadResult, b: &LoadResult, what: &str) -> String {
+    cost_ratio(a, b).map_or(String::new(), |x| {
+        format!(" (server CPU per {what} ×{x:.2})")
+    })
 }
 
 /// Percentage, with enough digits for small shares.
@@ -572,6 +722,21 @@ pub fn results_table(r: &Results) -> String {
         res.ratio(),
         cost_note(&res.guarded, &res.bare),
     );
+    let pr = &r.profile;
+    let _ = writeln!(
+        t,
+        "| 1d | server A (SQLite): guarded `GET /protected/basic` (password-level {alg} token; no database) | {} | {} | | | |",
+        pr.basic.concurrency,
+        load_cells(&pr.basic, "req")
+    );
+    let _ = writeln!(
+        t,
+        "| 1d | server A (SQLite): `GET /users/profile` (the same token; the account and its passkey count read from the database) | {} | {} | profile / basic = **{:.2}**{} | none set on SQLite | |",
+        pr.profile.concurrency,
+        load_cells(&pr.profile, "req"),
+        pr.ratio(),
+        cost_note(&pr.profile, &pr.basic),
+    );
     let _ = writeln!(
         t,
         "| 2 | argon2id m={m} KiB, t={tc}, p={p}: one hash | 1 | {:.1} ms → ceiling {} cores / {:.1} ms = {:.1} hash/s | | | | | | | |",
@@ -620,6 +785,25 @@ pub fn results_table(r: &Results) -> String {
             c.verify_cached.wall_us() / c.verify.wall_us()
         );
     }
+    let a = &r.p256;
+    let _ = writeln!(
+        t,
+        "| 2 | P-256 assertion signature as webauthn-rs 0.6.2 checks it (webauthn-rs-core `COSEKey::verify_signature`: point from the COSE key, DER signature ({:.0} bytes), ECDSA over the {}-byte authenticatorData ‖ SHA-256(clientDataJSON), crypto-glue / p256 0.14; {} signatures) | 1 | {} | | | | | {} | | |",
+        a.signature_bytes,
+        a.message_bytes,
+        a.verify.ops,
+        op_cell_of(&a.verify, "signature"),
+        ceremony_us.map_or(String::new(), |c| format!(
+            "P-256 verify / a step-up's server CPU = {}",
+            percent(a.verify_us() / c)
+        ))
+    );
+    let _ = writeln!(
+        t,
+        "| 2 | diagnostic: the ECDSA verification alone (`EcdsaP256VerifyingKey::verify`, point and signature already parsed) | 1 | {} | | | | | alone / `verify_signature` = {:.2} | | |",
+        op_cell_of(&a.ecdsa_only, "signature"),
+        a.ecdsa_only.wall_us() / a.verify.wall_us()
+    );
     let _ = writeln!(
         t,
         "| 2 | `POST /auth/login` | {} | {} | login / ceiling = **{:.2}** | ≥ {LOGIN_RATIO_TARGET:.2} | {} |",
@@ -665,6 +849,21 @@ pub fn results_table(r: &Results) -> String {
         cost_ratio(&r.sign_ins, &r.ceremonies).map_or(String::new(), |x| {
             format!(" (server CPU per ceremony ×{x:.2})")
         })
+    );
+    let _ = writeln!(
+        t,
+        "| 4c | step-up options alone: `GET /passkeys/authenticate/options` (each worker its own password-level token; no verify) | {} | {} | options / a whole step-up's server CPU = {} | | |",
+        r.options.step_up.concurrency,
+        load_cells(&r.options.step_up, "req"),
+        share_of(&r.options.step_up, &r.ceremonies)
+    );
+    let _ = writeln!(
+        t,
+        "| 4c | sign-in options alone: {} × public `GET /passkeys/login/options` (counted; each stores a ceremony) | {} | {} | options / a whole sign-in's server CPU = {} | | |",
+        r.options.sign_in.ok + r.options.sign_in.errors,
+        r.options.sign_in.concurrency,
+        load_cells(&r.options.sign_in, "req"),
+        share_of(&r.options.sign_in, &r.sign_ins)
     );
     let _ = writeln!(
         t,
@@ -752,6 +951,163 @@ pub fn results_table(r: &Results) -> String {
             cell(why)
         ),
     };
+    postgres_rows(&mut t, r);
+    t
+}
+
+/// `part`'s server CPU per operation as a share of `whole`'s.
+fn share_of(part: &LoadResult, whole: &LoadResult) -> String {
+    cost_ratio(part, whole).map_or("n/a".into(), percent)
+}
+
+/// Phase 8's rows: server P on PostgreSQL, against server A's figures.
+fn postgres_rows(t: &mut String, r: &Results) {
+    let target = format!("≥ {PROFILE_RATIO_TARGET:.2}");
+    let p = match &r.postgres {
+        PostgresOutcome::Measured(p) => p,
+        PostgresOutcome::Skipped(why) => {
+            let _ = writeln!(
+                t,
+                "| 8 | server P (PostgreSQL): `GET /users/profile` vs `/protected/basic`, ceremonies | | skipped: {} | | | | | | {target} | skipped |",
+                cell(why)
+            );
+            return;
+        }
+        PostgresOutcome::Failed(why) => {
+            let _ = writeln!(
+                t,
+                "| 8 | server P (PostgreSQL): `GET /users/profile` vs `/protected/basic`, ceremonies | | failed: {} | | | | | | {target} | NOT met |",
+                cell(why)
+            );
+            return;
+        }
+    };
+    let alg = &r.token_key.algorithm;
+    let _ = writeln!(
+        t,
+        "| 8 | server P (PostgreSQL): guarded `GET /protected/basic` (password-level {alg} token; no database) | {} | {} | P / A (SQLite, 1d) = {:.2} | | |",
+        p.profile.basic.concurrency,
+        load_cells(&p.profile.basic, "req"),
+        p.profile.basic.rate() / r.profile.basic.rate()
+    );
+    let _ = writeln!(
+        t,
+        "| 8 | server P (PostgreSQL): `GET /users/profile` (the same token; the account read from PostgreSQL) | {} | {} | profile / basic = **{:.2}**{} | {target} | {} |",
+        p.profile.profile.concurrency,
+        load_cells(&p.profile.profile, "req"),
+        p.profile.ratio(),
+        cost_note(&p.profile.profile, &p.profile.basic),
+        verdict(p.profile.ratio() >= PROFILE_RATIO_TARGET)
+    );
+    let _ = writeln!(
+        t,
+        "| 8 | server P (PostgreSQL): passkey step-up ceremony (as phase 4) | {} | {} | PostgreSQL / SQLite = **{:.2}**{} | none set | |",
+        p.ceremonies.concurrency,
+        load_cells(&p.ceremonies, "ceremony"),
+        p.ceremonies.rate() / r.ceremonies.rate(),
+        cpu_per_op_note(&p.ceremonies, &r.ceremonies, "ceremony")
+    );
+    let _ = writeln!(
+        t,
+        "| 8 | server P (PostgreSQL): passkey sign-in (as phase 4b) | {} | {} | PostgreSQL / SQLite = **{:.2}**{} | none set | |",
+        p.sign_ins.concurrency,
+        load_cells(&p.sign_ins, "sign-in"),
+        p.sign_ins.rate() / r.sign_ins.rate(),
+        cpu_per_op_note(&p.sign_ins, &r.sign_ins, "sign-in")
+    );
+    let _ = writeln!(
+        t,
+        "| 8 | server P (PostgreSQL): step-up options alone (as phase 4c) | {} | {} | options / a whole step-up's server CPU = {} | | |",
+        p.options.step_up.concurrency,
+        load_cells(&p.options.step_up, "req"),
+        share_of(&p.options.step_up, &p.ceremonies)
+    );
+    let _ = writeln!(
+        t,
+        "| 8 | server P (PostgreSQL): sign-in options alone, {} requests (as phase 4c) | {} | {} | options / a whole sign-in's server CPU = {} | | |",
+        p.options.sign_in.ok + p.options.sign_in.errors,
+        p.options.sign_in.concurrency,
+        load_cells(&p.options.sign_in, "req"),
+        share_of(&p.options.sign_in, &p.sign_ins)
+    );
+}
+
+/// A ceremony's run and its options' run alone.
+type CeremonyRuns<'a> = (&'a LoadResult, &'a LoadResult);
+
+/// Server CPU per passkey ceremony, split, on both backends (markdown).
+pub fn ceremony_table(r: &Results) -> String {
+    let mut t = String::from(
+        "| backend | ceremony | ceremonies/s | server CPU µs/ceremony | options µs | verify µs (= ceremony − options) | P-256 verify µs (benchmark thread) | of the verify: {alg} token sign µs | beyond the P-256 verification µs (= ceremony − P-256) | target | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    )
+    .replace("{alg}", &r.token_key.algorithm);
+    let postgres = r.postgres.measured();
+    // backend, ceremony, (the whole ceremony, its options alone), targeted
+    let rows: [(&str, &str, Option<CeremonyRuns>, bool); 4] = [
+        (
+            "SQLite",
+            "step-up",
+            Some((&r.ceremonies, &r.options.step_up)),
+            true,
+        ),
+        (
+            "PostgreSQL",
+            "step-up",
+            postgres.map(|p| (&p.ceremonies, &p.options.step_up)),
+            false,
+        ),
+        (
+            "SQLite",
+            "sign-in",
+            Some((&r.sign_ins, &r.options.sign_in)),
+            false,
+        ),
+        (
+            "PostgreSQL",
+            "sign-in",
+            postgres.map(|p| (&p.sign_ins, &p.options.sign_in)),
+            false,
+        ),
+    ];
+    for (backend, kind, runs, targeted) in rows {
+        let breakdown = runs.and_then(|(ceremony, options)| Breakdown::of(ceremony, options, r));
+        let (target, verdict_cell) = if targeted {
+            (
+                format!("≤ {BEYOND_P256_TARGET_US:.0} µs"),
+                breakdown.as_ref().map_or("n/a".to_owned(), |b| {
+                    verdict(b.beyond_us() <= BEYOND_P256_TARGET_US).to_owned()
+                }),
+            )
+        } else {
+            ("none set".to_owned(), String::new())
+        };
+        let _ = match (&breakdown, runs) {
+            (Some(b), _) => writeln!(
+                t,
+                "| {backend} | {kind} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} | **{:.1}** | {target} | {verdict_cell} |",
+                b.rate,
+                b.ceremony_us,
+                b.options_us,
+                b.verify_us(),
+                b.p256_us,
+                b.sign_us.map_or("n/a".into(), |us| format!("{us:.1}")),
+                b.beyond_us()
+            ),
+            (None, Some(_)) => writeln!(
+                t,
+                "| {backend} | {kind} | | server CPU not measured (no /proc?) | | | | | | {target} | {verdict_cell} |"
+            ),
+            (None, None) => writeln!(
+                t,
+                "| {backend} | {kind} | | {} | | | | | | {target} | |",
+                match &r.postgres {
+                    PostgresOutcome::Skipped(why) => format!("skipped: {}", cell(why)),
+                    PostgresOutcome::Failed(why) => format!("failed: {}", cell(why)),
+                    PostgresOutcome::Measured(_) => "n/a".into(),
+                }
+            ),
+        };
+    }
     t
 }
 
@@ -836,16 +1192,19 @@ fn interpretation(r: &Results, machine: &Machine) -> String {
     let _ = writeln!(s, "{}", guarded_reading(r, machine));
     let _ = writeln!(s, "{}", algorithm_reading(r));
     let _ = writeln!(s, "{}", resource_reading(r));
+    let _ = writeln!(s, "{}", profile_reading(r));
     let _ = writeln!(s, "{}", login_reading(r));
     let _ = writeln!(s, "{}", token_cost_reading(r));
     let _ = writeln!(s, "{}", flood_latency_reading(r, machine));
     let _ = writeln!(s, "{}", ceremonies_reading(r));
+    let _ = writeln!(s, "{}", breakdown_reading(r));
     let _ = writeln!(s, "{}", refresh_reading(r));
     if let Some(reading) = server_memory_reading(r) {
         let _ = writeln!(s, "{reading}");
     }
     let _ = writeln!(s, "{}", options_flood_reading(r));
     let _ = writeln!(s, "{}", logout_reading(r));
+    let _ = writeln!(s, "{}", postgres_reading(r));
     let (warnings, last) = &r.server_warnings;
     let last = last
         .iter()
@@ -860,14 +1219,243 @@ fn interpretation(r: &Results, machine: &Machine) -> String {
     let _ = writeln!(
         s,
         "- Failed requests across all phases: {}; warnings/errors logged by server A: \
-         {warnings}, by server E: {}, by server B: {}, by nodes C and D: {}.{last}",
+         {warnings}, by server E: {}, by server B: {}, by nodes C and D: {}, by server P: \
+         {}.{last}",
         r.total_errors(),
         r.es256.server_warnings,
         r.options_flood.server_warnings,
         r.logout
             .measured()
-            .map_or("n/a".into(), |m| m.server_warnings.to_string())
+            .map_or("n/a".into(), |m| m.server_warnings.to_string()),
+        r.postgres
+            .measured()
+            .map_or("n/a".into(), |p| p.server_warnings.to_string())
     );
+    s
+}
+
+/// The earlier figures the issue compares against (not this run's).
+const ISSUE_PROFILE_RATIO: f64 = 0.07;
+
+/// Phase 1d and 8: what reading the account costs a request.
+fn profile_reading(r: &Results) -> String {
+    let a = &r.profile;
+    let mut s = format!(
+        "- **A route that reads the database (phase 1d, 8).** On server A (SQLite) \
+         `GET /users/profile` served {:.0} req/s against {:.0} for `GET /protected/basic` \
+         with the same password-level token, alternating: **{:.2}** (no target on SQLite); \
+         p50 {:.2} vs {:.2} ms, p99 {:.2} vs {:.2} ms.",
+        a.profile.rate(),
+        a.basic.rate(),
+        a.ratio(),
+        a.profile.p50_ms(),
+        a.basic.p50_ms(),
+        a.profile.p99_ms(),
+        a.basic.p99_ms(),
+    );
+    if let (Some(profile), Some(basic)) = (a.profile.server_us_per_op(), a.basic.server_us_per_op())
+    {
+        s.push_str(&format!(
+            " Server CPU per request: {profile:.1} µs against {basic:.1} µs, so the account \
+             read (a pooled connection, one query for the user and its passkey count, the \
+             answer's serialisation) costs {:.1} µs of CPU on SQLite.",
+            profile - basic
+        ));
+    }
+    match &r.postgres {
+        PostgresOutcome::Measured(p) => {
+            let pr = &p.profile;
+            s.push_str(&format!(
+                " On server P (PostgreSQL): {:.0} against {:.0} req/s: **{:.2}** (target ≥ \
+                 {PROFILE_RATIO_TARGET:.2}: {}; the issue measured {ISSUE_PROFILE_RATIO:.2} \
+                 with another load generator, see the end of this report); p50 {:.2} vs {:.2} \
+                 ms, p99 {:.2} vs {:.2} ms.",
+                pr.profile.rate(),
+                pr.basic.rate(),
+                pr.ratio(),
+                verdict(pr.ratio() >= PROFILE_RATIO_TARGET),
+                pr.profile.p50_ms(),
+                pr.basic.p50_ms(),
+                pr.profile.p99_ms(),
+                pr.basic.p99_ms(),
+            ));
+            if let (Some(profile), Some(basic)) =
+                (pr.profile.server_us_per_op(), pr.basic.server_us_per_op())
+            {
+                s.push_str(&format!(
+                    " Server P's CPU per request: {profile:.1} µs against {basic:.1} µs ({:+.1} \
+                     µs for the account read; PostgreSQL's own processes, which do the \
+                     query's work, are not counted in it: the throughput ratio is the figure \
+                     that includes them).",
+                    profile - basic
+                ));
+            }
+            for (what, l) in [("profile", &pr.profile), ("basic", &pr.basic)] {
+                if let Some(err) = &l.first_error {
+                    s.push_str(&format!(
+                        " First failed {what} request: {}.",
+                        short_error(err)
+                    ));
+                }
+            }
+        }
+        PostgresOutcome::Skipped(why) => s.push_str(&format!(
+            " On PostgreSQL: not measured, skipped ({why}); its target (≥ \
+             {PROFILE_RATIO_TARGET:.2}) is left out of the count of targets."
+        )),
+        PostgresOutcome::Failed(why) => s.push_str(&format!(
+            " On PostgreSQL: the phase failed ({why}); target (≥ {PROFILE_RATIO_TARGET:.2}): \
+             NOT met."
+        )),
+    }
+    for (what, l) in [("profile", &a.profile), ("basic", &a.basic)] {
+        if let Some(err) = &l.first_error {
+            s.push_str(&format!(
+                " First failed {what} request on SQLite: {}.",
+                short_error(err)
+            ));
+        }
+    }
+    s
+}
+
+/// Phase 4c with 4 and 4b: where a ceremony's server CPU goes.
+fn breakdown_reading(r: &Results) -> String {
+    let a = &r.p256;
+    let mut s = format!(
+        "- **Server CPU per ceremony, split (phase 4c).** One P-256 assertion signature \
+         checked as webauthn-rs 0.6.2 checks it (webauthn-rs-core's \
+         `COSEKey::verify_signature` with crypto-glue, i.e. p256 0.14; {} distinct {}-byte \
+         messages, median of {BATCHES} batches of {BATCH}) costs {:.1} µs of this thread's \
+         CPU ({:.1} µs on the wall clock), {:.1} µs of it the ECDSA verification itself, the \
+         rest building the point from the COSE coordinates and parsing the DER signature.",
+        a.verify.ops,
+        a.message_bytes,
+        a.verify_us(),
+        a.verify.wall_us(),
+        a.ecdsa_only
+            .cpu_us()
+            .unwrap_or_else(|| a.ecdsa_only.wall_us()),
+    );
+    match r.step_up_breakdown() {
+        Some(b) => s.push_str(&format!(
+            " On server A (SQLite) a step-up cost {:.1} µs of server CPU: {:.1} µs for its \
+             options (the timed run of `GET /passkeys/authenticate/options` alone) and so \
+             {:.1} µs for its verify, which holds the P-256 verification ({:.1} µs){}. \
+             **Beyond the P-256 verification: {:.1} µs** (target ≤ \
+             {BEYOND_P256_TARGET_US:.0} µs: {}): the HTTP requests, the token check, the \
+             challenge store, the JSON and CBOR of the ceremony and the database writes.",
+            b.ceremony_us,
+            b.options_us,
+            b.verify_us(),
+            b.p256_us,
+            b.sign_us.map_or(String::new(), |us| format!(
+                " and the {} token's signature ({us:.1} µs, phase 2)",
+                r.token_key.algorithm
+            )),
+            b.beyond_us(),
+            verdict(b.beyond_us() <= BEYOND_P256_TARGET_US),
+        )),
+        None => s.push_str(" Server A's CPU time could not be read: no split, target n/a."),
+    }
+    if let Some(b) = Breakdown::of(&r.sign_ins, &r.options.sign_in, r) {
+        s.push_str(&format!(
+            " A sign-in on SQLite: {:.1} µs, {:.1} µs of it options (a counted run of {} \
+             public options, each storing a ceremony) and {:.1} µs verify; beyond the P-256 \
+             verification {:.1} µs (no target).",
+            b.ceremony_us,
+            b.options_us,
+            r.options.sign_in.ok + r.options.sign_in.errors,
+            b.verify_us(),
+            b.beyond_us()
+        ));
+    }
+    if let Some(p) = r.postgres.measured() {
+        let both = (
+            Breakdown::of(&p.ceremonies, &p.options.step_up, r),
+            Breakdown::of(&p.sign_ins, &p.options.sign_in, r),
+        );
+        if let (Some(up), Some(sign_in)) = both {
+            s.push_str(&format!(
+                " On server P (PostgreSQL): a step-up {:.1} µs (options {:.1}, verify {:.1}, \
+                 beyond the P-256 verification {:.1} µs), a sign-in {:.1} µs (options {:.1}, \
+                 verify {:.1}, beyond {:.1} µs); no targets, and PostgreSQL's own CPU is not \
+                 in these figures.",
+                up.ceremony_us,
+                up.options_us,
+                up.verify_us(),
+                up.beyond_us(),
+                sign_in.ceremony_us,
+                sign_in.options_us,
+                sign_in.verify_us(),
+                sign_in.beyond_us()
+            ));
+        }
+    }
+    s.push_str(
+        " The server's CPU is read from `/proc/PID/stat` in 10 ms ticks around each run \
+         (warm-up included on both sides) and divided by the operations finished; the P-256 \
+         figure is one thread of the benchmark on the same machine, so the subtraction is of \
+         like for like only as far as the two cores are the same.",
+    );
+    s
+}
+
+/// Phase 8: the ceremonies on PostgreSQL against SQLite.
+fn postgres_reading(r: &Results) -> String {
+    let p = match &r.postgres {
+        PostgresOutcome::Measured(p) => p,
+        PostgresOutcome::Skipped(why) => {
+            return format!(
+                "- **PostgreSQL (phase 8).** Not measured, skipped: {why}. The phase needs a \
+                 PostgreSQL (`BENCH_DATABASE_URL`, else a database created through \
+                 `BENCH_PG_ADMIN_URL`)."
+            )
+        }
+        PostgresOutcome::Failed(why) => {
+            return format!("- **PostgreSQL (phase 8).** The phase failed: {why}.")
+        }
+    };
+    let us = |l: &LoadResult| {
+        l.server_us_per_op()
+            .map_or("n/a".into(), |us| format!("{us:.0} µs"))
+    };
+    let mut s = format!(
+        "- **Ceremonies on PostgreSQL (phase 8).** Server P ({}) did {:.0} step-ups/s \
+         against {:.0} on SQLite (**{:.2}×**; p50 {:.1} ms, p99 {:.1} ms; {} of server CPU \
+         each against {}) and {:.0} sign-ins/s against {:.0} (**{:.2}×**; p50 {:.1} ms, p99 \
+         {:.1} ms; {} against {}), the same {} workers, users and authenticators made the \
+         same way (enrolled on P through the public API). {} failed step-ups, {} failed \
+         sign-ins.",
+        p.database,
+        p.ceremonies.rate(),
+        r.ceremonies.rate(),
+        p.ceremonies.rate() / r.ceremonies.rate(),
+        p.ceremonies.p50_ms(),
+        p.ceremonies.p99_ms(),
+        us(&p.ceremonies),
+        us(&r.ceremonies),
+        p.sign_ins.rate(),
+        r.sign_ins.rate(),
+        p.sign_ins.rate() / r.sign_ins.rate(),
+        p.sign_ins.p50_ms(),
+        p.sign_ins.p99_ms(),
+        us(&p.sign_ins),
+        us(&r.sign_ins),
+        p.ceremonies.concurrency,
+        p.ceremonies.errors,
+        p.sign_ins.errors,
+    );
+    for (what, l) in [
+        ("step-up", &p.ceremonies),
+        ("sign-in", &p.sign_ins),
+        ("step-up options request", &p.options.step_up),
+        ("sign-in options request", &p.options.sign_in),
+    ] {
+        if let Some(err) = &l.first_error {
+            s.push_str(&format!(" First failed {what}: {}.", short_error(err)));
+        }
+    }
     s
 }
 
@@ -1562,11 +2150,14 @@ pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
         "Environment knobs: `BENCH_SECONDS` (measured seconds per run, default 5), \
          `BENCH_CONNECTIONS` (phase 1 concurrency, default 64), `BENCH_FLOOD` (requests in \
          phase 6's options flood, default 1000000), `BENCH_LOGOUTS` (phase 7 rounds, default 100), \
-         `BENCH_SERVER_BIN` (test another binary), `BENCH_DATABASE_URL` (a PostgreSQL URL \
-         instead of a fresh SQLite file for servers A and B), `BENCH_PG_ADMIN_URL` (where \
-         phase 7 creates its fresh database, default `postgres://postgres@127.0.0.1:5432`), \
-         `BENCH_REDIS_URL` (phase 7's Redis, default `redis://127.0.0.1:6379`; set either \
-         empty to skip phase 7), `BENCH_REPORT` (write this report elsewhere, e.g. for a quick \
+         `BENCH_SERVER_BIN` (test another binary), `BENCH_DATABASE_URL` (the PostgreSQL \
+         database of phase 8's server P, whose users are deleted after it; unset: a fresh \
+         database created through `BENCH_PG_ADMIN_URL` and dropped after the phase; servers \
+         A, B and E always run on fresh SQLite files), `BENCH_PG_ADMIN_URL` (where phases 7 \
+         and 8 create their fresh databases, default `postgres://postgres@127.0.0.1:5432`; \
+         set empty to skip phase 7, and phase 8 unless `BENCH_DATABASE_URL` is set), \
+         `BENCH_REDIS_URL` (phase 7's Redis, default `redis://127.0.0.1:6379`; set empty to \
+         skip phase 7), `BENCH_REPORT` (write this report elsewhere, e.g. for a quick \
          trial run).\n"
     );
     let _ = writeln!(s, "## Run\n");
@@ -1628,11 +2219,21 @@ pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
         NodesOutcome::Measured(m) => writeln!(
             s,
             "- nodes C and D (phase 7): two processes like A, both with {} (a database \
-             created for the run and dropped after it, and a key prefix of its own)\n",
+             created for the run and dropped after it, and a key prefix of its own)",
             differs(&m.env).join(", ")
         ),
-        NodesOutcome::Skipped(why) => writeln!(s, "- nodes C and D (phase 7): skipped: {why}\n"),
-        NodesOutcome::Failed(why) => writeln!(s, "- nodes C and D (phase 7): failed: {why}\n"),
+        NodesOutcome::Skipped(why) => writeln!(s, "- nodes C and D (phase 7): skipped: {why}"),
+        NodesOutcome::Failed(why) => writeln!(s, "- nodes C and D (phase 7): failed: {why}"),
+    };
+    let _ = match &r.postgres {
+        PostgresOutcome::Measured(p) => writeln!(
+            s,
+            "- server P (phase 8): a process like A on PostgreSQL ({}), with {}\n",
+            p.database,
+            differs(&p.env).join(", ")
+        ),
+        PostgresOutcome::Skipped(why) => writeln!(s, "- server P (phase 8): skipped: {why}\n"),
+        PostgresOutcome::Failed(why) => writeln!(s, "- server P (phase 8): failed: {why}\n"),
     };
     let _ = writeln!(
         s,
@@ -1645,14 +2246,100 @@ pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
     let _ = writeln!(s, "## Results\n");
     let _ = writeln!(s, "{}", results_table(r));
     let _ = writeln!(s, "Targets: {}\n", targets_line(r));
+    let _ = writeln!(
+        s,
+        "### Server CPU per passkey ceremony: SQLite vs PostgreSQL\n"
+    );
+    let _ = writeln!(
+        s,
+        "Server CPU per ceremony from phases 4 and 4b (server A) and 8 (server P); options \
+         from phase 4c's runs of the options requests alone; verify = ceremony − options; \
+         P-256 verify from phase 2 (one thread of the benchmark, webauthn-rs-core's \
+         `COSEKey::verify_signature`); the token signature (phase 2) is a part of the \
+         verify, shown for scale; beyond = ceremony − P-256 verify. PostgreSQL's own \
+         processes are not in server P's figures.\n"
+    );
+    let _ = writeln!(s, "{}", ceremony_table(r));
     let _ = writeln!(s, "### Resident memory of the server\n");
     let _ = writeln!(s, "{}", memory_table(r));
     let _ = writeln!(s, "## Interpretation\n");
     let _ = writeln!(s, "{}", interpretation(r, machine));
     let _ = writeln!(s, "## What each phase does\n");
     let _ = writeln!(s, "{}", phases(r));
+    let _ = writeln!(s, "\n{}\n", BEFORE);
+    let _ = writeln!(s, "{}", before_and_after(r));
     s
 }
+
+/// The baseline's figures beside this run's.
+fn before_and_after(r: &Results) -> String {
+    let us = |l: &LoadResult| {
+        l.server_us_per_op()
+            .map_or("n/a".into(), |us| format!("{us:.1} µs"))
+    };
+    let profile = match &r.postgres {
+        PostgresOutcome::Measured(p) => format!(
+            "{:.2} ({:.0} vs {:.0} req/s, this benchmark's generator)",
+            p.profile.ratio(),
+            p.profile.profile.rate(),
+            p.profile.basic.rate()
+        ),
+        PostgresOutcome::Skipped(_) => "skipped".into(),
+        PostgresOutcome::Failed(_) => "failed".into(),
+    };
+    let mut t = String::from(
+        "| measurement | before (earlier measurement) | this run (after) |\n|---|---|---|\n",
+    );
+    let _ = writeln!(
+        t,
+        "| step-up ceremony, SQLite: server CPU per ceremony | 743.7 µs | {} |",
+        us(&r.ceremonies)
+    );
+    let _ = writeln!(
+        t,
+        "| step-up ceremonies/s, SQLite | 1835 | {:.0} |",
+        r.ceremonies.rate()
+    );
+    let _ = writeln!(
+        t,
+        "| step-up, SQLite: server CPU beyond the P-256 verification | roughly 450–580 µs (the issue's estimate) | {} |",
+        r.step_up_breakdown()
+            .map_or("n/a".into(), |b| format!("{:.1} µs", b.beyond_us()))
+    );
+    let _ = writeln!(
+        t,
+        "| sign-in, SQLite: server CPU per sign-in | 1122.8 µs | {} |",
+        us(&r.sign_ins)
+    );
+    let _ = writeln!(
+        t,
+        "| sign-ins/s, SQLite | 1306 | {:.0} |",
+        r.sign_ins.rate()
+    );
+    let _ = writeln!(
+        t,
+        "| `GET /users/profile` / `GET /protected/basic`, PostgreSQL | 0.07 (3,674 vs ~51,000 req/s, `wrk -t2 -c64`) | {profile} |"
+    );
+    t
+}
+
+/// The figures before today's work on the database paths: earlier
+/// measurements, fixed text, not this run's.
+const BEFORE: &str = "\
+## Before (issue 12 baseline)
+
+**Earlier measurements, not this run's**, kept for the before/after comparison; the figures \
+above are this run's (after).
+
+- `cargo bench --bench load`, the BENCHMARKS.md committed on 2026-12-01 at 15:20 UTC (server \
+A on SQLite, the same 2-core machine): passkey step-up ceremony 1835 ceremony/s at 743.7 µs of \
+server CPU each; passkey sign-in 1306 sign-in/s at 1122.8 µs each. That run measured neither \
+`GET /users/profile`, nor the options requests alone, nor the P-256 verification, nor \
+PostgreSQL for these routes; the issue estimated a ceremony's CPU beyond the P-256 \
+verification at roughly 450–580 µs.
+- The issue's figures for `GET /users/profile` on PostgreSQL: 3,674 req/s against about 51,000 \
+for `GET /protected/basic`, with `wrk -t2 -c64` against the NestJS-comparison setup (another \
+load generator and deployment than this benchmark's): ratio 0.07.";
 
 /// How busy the machine was besides the benchmark.
 fn machine_load(run: &RunInfo) -> String {
@@ -1709,6 +2396,10 @@ pub fn targets_line(r: &Results) -> String {
             "options flood: guarded route 100% success",
             r.options_flood.guarded_met(),
         ),
+        (
+            "step-up's server CPU beyond the P-256 verification ≤ 250 µs (SQLite)",
+            r.beyond_p256_met().unwrap_or(false),
+        ),
     ];
     let logout = (
         "logout seen by the other node < 1 s (max)",
@@ -1718,19 +2409,30 @@ pub fn targets_line(r: &Results) -> String {
             NodesOutcome::Skipped(_) => None,
         },
     );
+    let profile = (
+        "GET /users/profile ≥ 25% of /protected/basic (PostgreSQL)",
+        r.postgres.profile_met(),
+    );
     let checks: Vec<(&str, bool)> = checks
         .into_iter()
         .chain(logout.1.map(|met| (logout.0, met)))
+        .chain(profile.1.map(|met| (profile.0, met)))
         .collect();
     let met = checks.iter().filter(|(_, ok)| *ok).count();
     let mut list: Vec<String> = checks
         .iter()
         .map(|(name, ok)| format!("{name}: {}", verdict(*ok)))
         .collect();
-    if logout.1.is_none() {
-        list.push(format!("{}: skipped, not counted", logout.0));
+    for (name, met) in [logout, profile] {
+        if met.is_none() {
+            list.push(format!("{name}: skipped, not counted"));
+        }
     }
-    list.push("sign-ins/s, refreshes/s and the example resource server: no target set".into());
+    list.push(
+        "sign-ins/s, refreshes/s, the example resource server, /users/profile on SQLite and \
+         the ceremonies on PostgreSQL: no target set"
+            .into(),
+    );
     format!("{met} of {} met ({})", checks.len(), list.join("; "))
 }
 
@@ -1771,6 +2473,12 @@ benchmark as it is (`#[path]`) and mounted with its `configure` in an actix-web 
 refused (401) and with A's password-level token answers for its user. Then `GET /health` \
 (unguarded) and `GET /balance` (`LoginUser`) with that token alternate as in phase 1; the \
 server's CPU time is that of its threads (`/proc/self/task`).
+   - **1d. A route that reads the database.** On server A, {bare} connections send \
+`GET /users/profile` (the caller's account and its passkey count read from the database on \
+every request, besides the guard's checks) and `GET /protected/basic` (the guard alone), both \
+with the password-level token of phase 1, in three alternating rounds as in phase 1 (setup \
+checks that the profile is the token's user). No target on SQLite; the same pair on \
+PostgreSQL is phase 8's, with its target.
 2. **Login vs the argon2 ceiling.** The benchmark times {samples} single-threaded argon2id hashes \
 with the server's parameters (`services::passwords::OWASP_*`); ceiling = cores / median hash time \
 (timed before and after the login run). \
@@ -1780,7 +2488,14 @@ the benchmark times, per algorithm, signing {tokens} distinct tokens with a new 
 (`KeyMaterial::generate`, then `KeyMaterial::sign` of the claims a login issues), verifying \
 each of them once with the guard crate's `TokenVerifier::verify` (each token new to it: its \
 cache of verified tokens misses), and verifying one of them {tokens} times (the cache hits), \
-in {BATCHES} batches of {BATCH} each; a figure is the median batch's time per token.
+in {BATCHES} batches of {BATCH} each; a figure is the median batch's time per token. The same thread \
+then times checking {tokens} distinct passkey assertion signatures as the server does: a new \
+P-256 key (crypto-glue, the crate webauthn-rs-core 0.6.2 verifies with, on p256 0.14) signs \
+authenticatorData (rpIdHash, flags, counter) ‖ SHA-256(clientDataJSON) for each (not timed), \
+and each DER signature is verified once with webauthn-rs-core's `COSEKey::verify_signature` \
+(the call the server's webauthn-rs makes per assertion), then once more with the parsed point \
+and signature (`EcdsaP256VerifyingKey::verify`, a diagnostic); setup checks that a valid \
+signature passes and one over another message does not. Median batch; thread CPU time.
 3. **Guarded p99 during a login flood.** {idle} connections on the guarded route alone, then the \
 same {idle} again while {flood} other connections flood `POST /auth/login`; both generators run \
 at once.
@@ -1796,6 +2511,13 @@ session, with a refresh token). Then each worker loops on `GET /passkeys/login/o
 → `POST /passkeys/login/verify` → expect 200 with a full-level access token and a refresh \
 token. Every sign-in starts a session (rows in `sessions` and `refresh_tokens`, besides the \
 audit row a step-up writes too); a step-up keeps its session.
+   - **4c. The options alone.** The same {ceremony} workers send only \
+`GET /passkeys/authenticate/options`, each with its own user's password-level token (a timed \
+run; each request replaces its user's pending challenge), then {sign_in_options} public \
+`GET /passkeys/login/options` between them (a counted run: each stores a ceremony under its \
+challenge until its TTL, so the count is kept a fraction of the store's bound). A ceremony's \
+verify costs what its server CPU exceeds its options'; the table of server CPU per ceremony \
+subtracts the P-256 verification of phase 2 from the whole ceremony.
 5. **Refresh.** Setup (not timed): {refresh} password logins (`POST /auth/login`) over the \
 enrolled users start {refresh} sessions, one per connection. Then each connection loops on \
 `POST /auth/refresh` with its session's current refresh token and keeps the new one from the \
@@ -1835,6 +2557,14 @@ setup, not timed), `POST /auth/logout` on C (204), then poll D with that token o
 `GET /protected/basic` until it answers 401 `invalid_token`; the figure is the time from C's \
 204 to D's first 401. After each round C is asked too (it must refuse at once). {nodes}. \
 Skipped, with the reason in this report, when PostgreSQL or Redis cannot be reached.
+8. **PostgreSQL.** Server P, a process like A on PostgreSQL: `BENCH_DATABASE_URL` when set \
+(this run's users deleted after), else a database created through `BENCH_PG_ADMIN_URL` and \
+dropped after the phase ({postgres}). Setup enrolls {ceremony} users as server A's were \
+(sign-up, login, a discoverable passkey registered and verified, through the public API); \
+then phase 1d's pair (`GET /users/profile` vs `GET /protected/basic`, {bare} connections, \
+alternating; target: profile ≥ {profile_target:.2} of basic), phase 4's step-ups, phase 4b's \
+sign-ins and phase 4c's options runs, the same code as on server A. Skipped, with the reason \
+in this report, when PostgreSQL cannot be reached.
 
 Server A's RSS is read at start (before any request), after setup and after each phase; \
 server B's as phase 6 says.",
@@ -1847,6 +2577,13 @@ server B's as phase 6 says.",
         flood = r.flood_logins.concurrency,
         ceremony = r.ceremonies.concurrency,
         sign_in = r.sign_ins.concurrency,
+        sign_in_options = r.options.sign_in.ok + r.options.sign_in.errors,
+        profile_target = PROFILE_RATIO_TARGET,
+        postgres = match &r.postgres {
+            PostgresOutcome::Measured(p) => format!("in this run: {}", p.database),
+            PostgresOutcome::Skipped(_) => "skipped in this run".into(),
+            PostgresOutcome::Failed(_) => "failed in this run".into(),
+        },
         refresh = r.refresh.concurrency,
         store = r.options_flood.store_max_bytes,
         capacity = r.options_flood.capacity,

@@ -15,7 +15,8 @@ use std::time::Duration;
 pub enum DbTarget {
     /// A SQLite file in a fresh temporary directory (the default).
     Sqlite(PathBuf),
-    /// `BENCH_DATABASE_URL`: an existing PostgreSQL database.
+    /// A PostgreSQL database: phase 7's fresh one, phase 8's
+    /// (`BENCH_DATABASE_URL` or a fresh one).
     Postgres(String),
 }
 
@@ -30,7 +31,7 @@ impl DbTarget {
     pub fn describe(&self) -> &'static str {
         match self {
             DbTarget::Sqlite(_) => "SQLite (fresh file in a temporary directory)",
-            DbTarget::Postgres(_) => "PostgreSQL (BENCH_DATABASE_URL)",
+            DbTarget::Postgres(_) => "PostgreSQL",
         }
     }
 
