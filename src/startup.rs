@@ -128,6 +128,16 @@ impl Application {
             addr: settings.bind_addr.clone(),
             source,
         })?;
+        // Bound before either server runs, so a taken port stops neither
+        // half-started.
+        let metrics_listener = match settings.metrics_bind_addr {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .and_then(|l| Ok((l.local_addr()?, l)))
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+        };
         let server = HttpServer::new(move || {
             let cors = cors(&cors_origins);
             // The first wrap is the innermost: CORS refusals must still pass
@@ -165,14 +175,14 @@ impl Application {
             source,
         })?
         .run();
-        let metrics = match settings.metrics_bind_addr {
+        let metrics = match metrics_listener {
             None => None,
-            Some(addr) => {
-                let served = listener::serve(addr, metrics.clone(), sources)
+            Some((addr, bound)) => {
+                let server = listener::serve(bound, metrics.clone(), sources)
                     .map_err(|source| StartupError::MetricsBind { addr, source })?;
-                log::info!("metrics on http://{}/metrics", served.1);
+                log::info!("metrics on http://{addr}/metrics");
                 actix_web::rt::spawn(metrics.run_upkeep_every(UPKEEP_PERIOD));
-                Some(served)
+                Some((server, addr))
             }
         };
         Ok(Application {

@@ -148,6 +148,32 @@ mod tests {
         assert_eq!(values, (0..10).map(|i| i * 2).collect::<Vec<_>>());
     }
 
+    #[test]
+    fn counts_the_jobs_waiting_for_a_thread() {
+        use futures_util::FutureExt;
+        use std::time::Duration;
+        let pool = HashingPool::new(1).unwrap();
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        let (started_tx, started) = mpsc::channel();
+        let (release_tx, release) = mpsc::channel::<()>();
+        let mut busy = Box::pin(pool.run(move || {
+            let _ = started_tx.send(());
+            let _ = release.recv();
+        }));
+        assert!(busy.poll_unpin(&mut cx).is_pending());
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(pool.queue_depth(), 0, "a running job is not waiting");
+        let mut queued = Box::pin(pool.run(|| 1));
+        assert!(queued.poll_unpin(&mut cx).is_pending());
+        assert_eq!(pool.queue_depth(), 1);
+        release_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.queue_depth() > 0 {
+            assert!(Instant::now() < deadline, "the queue never drained");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[cfg(target_os = "linux")]
     #[actix_web::test]
     async fn hashing_threads_run_at_idle_priority() {

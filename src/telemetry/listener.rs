@@ -2,7 +2,7 @@
 //! `METRICS_BIND_ADDR` only (a second server in the same process and
 //! runtime), never on the public listener.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
@@ -73,17 +73,10 @@ async fn not_found() -> HttpResponse {
         .body("not found: the metrics listener serves GET /metrics only\n")
 }
 
-/// Binds `addr` and returns the (not yet awaited) server and the address
-/// it got. One worker: a scrape every few seconds needs no more. It
-/// listens for no signals: the application stops it when the main server
-/// stops.
-pub fn serve(
-    addr: SocketAddr,
-    metrics: Metrics,
-    sources: Sources,
-) -> std::io::Result<(Server, SocketAddr)> {
-    let listener = TcpListener::bind(addr)?;
-    let address = listener.local_addr()?;
+/// The (not yet awaited) metrics server on `listener`. One worker: a
+/// scrape every few seconds needs no more. It listens for no signals: the
+/// application stops it when the main server stops.
+pub fn serve(listener: TcpListener, metrics: Metrics, sources: Sources) -> std::io::Result<Server> {
     let state = web::Data::new(Scrape { metrics, sources });
     let server = HttpServer::new(move || {
         App::new()
@@ -95,5 +88,5 @@ pub fn serve(
     .disable_signals()
     .listen(listener)?
     .run();
-    Ok((server, address))
+    Ok(server)
 }

@@ -392,3 +392,55 @@ fn histogram(inner: &Inner, name: &'static str, labels: Vec<Label>) -> Histogram
         None => Histogram::noop(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_index_their_own_counter() {
+        for (i, outcome) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn disabled_metrics_render_nothing_and_count_for_free() {
+        let metrics = Metrics::disabled();
+        assert!(!metrics.is_enabled());
+        metrics.logins.record(Outcome::Success);
+        metrics.rate_limited(&["login"]).increment("login");
+        assert_eq!(metrics.render(), None);
+    }
+
+    #[test]
+    fn each_app_counts_in_its_own_recorder() {
+        let (one, other) = (Metrics::enabled(), Metrics::enabled());
+        one.logins.record(Outcome::Locked);
+        one.logins.record(Outcome::Locked);
+        let limited = one.rate_limited(&["login", "signup"]);
+        limited.increment("signup");
+        limited.increment("not registered");
+        one.http_series("/auth/login", "POST", "4xx")
+            .duration
+            .record(0.003);
+        let text = one.render().unwrap();
+        for line in [
+            r#"auth_logins_total{outcome="locked"} 2"#,
+            r#"auth_logins_total{outcome="success"} 0"#,
+            r#"rate_limited_total{action="signup"} 1"#,
+            r#"rate_limited_total{action="login"} 0"#,
+            r#"http_request_duration_seconds_bucket{route="/auth/login",method="POST",status_class="4xx",le="0.0025"} 0"#,
+            r#"http_request_duration_seconds_bucket{route="/auth/login",method="POST",status_class="4xx",le="0.005"} 1"#,
+            "# TYPE password_hash_duration_seconds histogram",
+        ] {
+            assert!(text.contains(line), "no `{line}` in\n{text}");
+        }
+        assert!(!text.contains("not registered"));
+        let other = other.render().unwrap();
+        assert!(
+            other.contains(r#"auth_logins_total{outcome="locked"} 0"#),
+            "{other}"
+        );
+    }
+}
