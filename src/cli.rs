@@ -364,6 +364,10 @@ fn config_entries(settings: &Settings, is_set: &dyn Fn(&str) -> bool) -> Vec<Ent
     };
     vec![
         entry("BIND_ADDR", &settings.bind_addr),
+        match settings.metrics_bind_addr {
+            Some(addr) => entry("METRICS_BIND_ADDR", addr),
+            None => with_default(entry("METRICS_BIND_ADDR", ""), "no metrics listener"),
+        },
         with_default(entry("DATABASE_URL", database), "SQLite"),
         entry("DATABASE_POOL_SIZE", settings.database_pool_size),
         entry(

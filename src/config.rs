@@ -5,6 +5,7 @@
 //! variable; nothing is re-read later.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -123,6 +124,9 @@ impl LogFormat {
 #[derive(Clone)]
 pub struct Settings {
     pub bind_addr: String,
+    /// Where Prometheus metrics are served (`METRICS_BIND_ADDR`, an
+    /// IP:PORT); `None` (the default) serves and records none.
+    pub metrics_bind_addr: Option<SocketAddr>,
     pub database_url: DatabaseUrl,
     pub database_pool_size: u32,
     pub database_pool_timeout: Duration,
@@ -186,6 +190,7 @@ impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settings")
             .field("bind_addr", &self.bind_addr)
+            .field("metrics_bind_addr", &self.metrics_bind_addr)
             .field("database_url", &self.database_url.redacted())
             .field("database_pool_size", &self.database_pool_size)
             .field("database_pool_timeout", &self.database_pool_timeout)
@@ -309,11 +314,20 @@ impl Settings {
             });
         }
 
+        let metrics_bind_addr = match get("METRICS_BIND_ADDR") {
+            None => None,
+            Some(raw) => Some(raw.trim().parse::<SocketAddr>().map_err(|_| ConfigError {
+                var: "METRICS_BIND_ADDR",
+                message: format!("`{raw}` is not IP:PORT (e.g. 127.0.0.1:9464)"),
+            })?),
+        };
+
         let log_format = LogFormat::parse(get("LOG_FORMAT").as_deref())?;
 
         let settings = Settings {
             log_format,
             bind_addr,
+            metrics_bind_addr,
             database_url,
             database_pool_size: parse_number(&get, "DATABASE_POOL_SIZE", 10, 1..=1000)?,
             database_pool_timeout: Duration::from_millis(parse_number(
@@ -543,6 +557,13 @@ mod tests {
     fn defaults_match_the_contract() {
         let s = settings(&[]).unwrap();
         assert_eq!(s.bind_addr, "127.0.0.1:3000");
+        assert_eq!(s.metrics_bind_addr, None);
+        assert_eq!(
+            settings(&[("METRICS_BIND_ADDR", " [::1]:9464 ")])
+                .unwrap()
+                .metrics_bind_addr,
+            Some("[::1]:9464".parse().unwrap())
+        );
         assert_eq!(s.database_url, DatabaseUrl::default_sqlite());
         assert_eq!(s.rp_id, "localhost");
         assert_eq!(s.rp_origin.as_str(), "http://localhost:3000/");
@@ -618,6 +639,8 @@ mod tests {
             ("RP_ORIGIN", "not a url"),
             ("BIND_ADDR", "3000"),
             ("BIND_ADDR", "localhost:http"),
+            ("METRICS_BIND_ADDR", "9464"),
+            ("METRICS_BIND_ADDR", "localhost:9464"),
             ("RP_ORIGIN", "ftp://localhost"),
             ("SIGNING_KEY_ALGORITHM", "HS256"),
             ("SIGNING_KEY_ENCRYPTION_KEY", "too short"),

@@ -19,3 +19,4 @@ pub mod services;
 pub mod startup;
 pub mod state;
 pub mod stores;
+pub mod telemetry;

@@ -19,6 +19,7 @@ use crate::controllers;
 use crate::db::{connect_and_migrate, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
 use crate::middleware::logging::access_log;
+use crate::middleware::metrics::HttpMetrics;
 use crate::middleware::{cors, request_id, security_headers};
 use crate::repositories::{
     Database, EventRepository, PasskeyRepository, RecoveryCodeRepository, SessionRepository,
@@ -41,6 +42,8 @@ use crate::stores::challenges::{ChallengeStore, MokaChallengeStore, RedisChallen
 use crate::stores::rate_limits::{MemoryRateLimitStore, RateLimitStore, RedisRateLimitStore};
 use crate::stores::redis::Redis;
 use crate::stores::sessions::{EndedSessions, MemoryEndedSessions, RedisEndedSessions};
+use crate::telemetry::listener::{self, Sources};
+use crate::telemetry::Metrics;
 use tokio::sync::Notify;
 
 /// What tests may change about the application.
@@ -73,6 +76,11 @@ pub enum StartupError {
         addr: String,
         source: std::io::Error,
     },
+    #[error("cannot listen on METRICS_BIND_ADDR={addr}: {source}")]
+    MetricsBind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot reach REDIS_URL: {0}")]
     Redis(String),
     #[error("signing keys: {0}")]
@@ -85,6 +93,8 @@ pub enum StartupError {
 pub struct Application {
     server: Server,
     address: SocketAddr,
+    /// The metrics listener and its address, with `METRICS_BIND_ADDR`.
+    metrics: Option<(Server, SocketAddr)>,
 }
 
 impl Application {
@@ -97,7 +107,10 @@ impl Application {
         settings: Settings,
         options: BuildOptions,
     ) -> Result<Self, StartupError> {
-        let state = web::Data::new(build_state(&settings, options.clock).await?);
+        let (state, sources) = build_state(&settings, options.clock).await?;
+        let metrics = state.metrics.clone();
+        let request_metrics = metrics.clone();
+        let state = web::Data::new(state);
         let extra_routes = options.extra_routes;
         // Same-origin requests from the demo page carry an Origin header
         // too, so when CORS is on the page's own origin must be allowed.
@@ -115,6 +128,16 @@ impl Application {
             addr: settings.bind_addr.clone(),
             source,
         })?;
+        // Bound before either server runs, so a taken port stops neither
+        // half-started.
+        let metrics_listener = match settings.metrics_bind_addr {
+            None => None,
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .and_then(|l| Ok((l.local_addr()?, l)))
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?,
+            ),
+        };
         let server = HttpServer::new(move || {
             let cors = cors(&cors_origins);
             // The first wrap is the innermost: CORS refusals must still pass
@@ -132,6 +155,11 @@ impl Application {
                 .wrap(from_fn(request_id))
                 .wrap(security_headers())
                 .wrap(access_log())
+                // Outermost: it times everything the app does for a request.
+                .wrap(Condition::new(
+                    request_metrics.is_enabled(),
+                    HttpMetrics::new(request_metrics.clone()),
+                ))
                 .app_data(state.clone())
                 .configure(controllers::configure)
                 .configure(|cfg| {
@@ -147,7 +175,26 @@ impl Application {
             source,
         })?
         .run();
-        Ok(Application { server, address })
+        let metrics = match metrics_listener {
+            None => None,
+            Some((addr, bound)) => {
+                let server = listener::serve(bound, metrics.clone(), sources)
+                    .map_err(|source| StartupError::MetricsBind { addr, source })?;
+                log::info!("metrics on http://{addr}/metrics");
+                actix_web::rt::spawn(metrics.run_upkeep_every(UPKEEP_PERIOD));
+                Some((server, addr))
+            }
+        };
+        Ok(Application {
+            server,
+            address,
+            metrics,
+        })
+    }
+
+    /// Where `GET /metrics` is served, when `METRICS_BIND_ADDR` is set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(_, addr)| *addr)
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -158,12 +205,34 @@ impl Application {
         self.address.port()
     }
 
+    /// Runs the server (and the metrics listener, which stops with it).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Some((metrics, _)) = self.metrics else {
+            return self.server.await;
+        };
+        let stop_metrics = metrics.handle();
+        let main = async {
+            let result = self.server.await;
+            stop_metrics.stop(true).await;
+            result
+        };
+        let (main, metrics) = futures_util::future::join(main, metrics).await;
+        main.and(metrics)
     }
 }
 
-async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppState, StartupError> {
+/// How often histogram samples are folded into their buckets.
+const UPKEEP_PERIOD: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The state, and what the metrics listener reads its gauges from.
+async fn build_state(
+    settings: &Settings,
+    clock: Arc<dyn Clock>,
+) -> Result<(AppState, Sources), StartupError> {
+    let metrics = match settings.metrics_bind_addr {
+        Some(_) => Metrics::enabled(),
+        None => Metrics::disabled(),
+    };
     let url = settings.database_url.clone();
     let (pool_size, pool_timeout) = (settings.database_pool_size, settings.database_pool_timeout);
     log::info!("database: {}", url.redacted());
@@ -175,7 +244,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
     let db = Database::new(pool);
     let users = UserRepository::new(db.clone());
     let passkeys = PasskeyRepository::new(db.clone());
-    let audit = Audit::new(EventRepository::new(db.clone()), clock.clone());
+    let audit = Audit::new(EventRepository::new(db.clone()), clock.clone()).with_metrics(&metrics);
 
     let hasher = actix_web::rt::task::spawn_blocking(PasswordHasher::owasp)
         .await
@@ -208,7 +277,9 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         lockout: settings.login_lockout,
         clock: clock.clone(),
     };
-    let hashing = HashingPool::per_core().map_err(|e| StartupError::Task(e.to_string()))?;
+    let hashing = HashingPool::per_core()
+        .map_err(|e| StartupError::Task(e.to_string()))?
+        .timed(metrics.password_hash_duration.clone());
     let recovery = RecoveryCodes {
         hasher: RecoveryCodeHasher::new(hashing.clone()),
         repo: RecoveryCodeRepository::new(db.clone()),
@@ -252,8 +323,15 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         recovery: recovery.clone(),
         step_up_max_age: settings.step_up_max_age,
         decoy: Arc::new(DecoyVerifier::default()),
+        metrics: metrics.clone(),
     };
-    Ok(AppState {
+    let sources = Sources {
+        db: db.clone(),
+        challenges: challenges.clone(),
+        hashing: hashing.clone(),
+        redis: settings.redis.is_some(),
+    };
+    let state = AppState {
         auth: AuthService::new(AuthParts {
             users,
             passwords: Passwords {
@@ -267,6 +345,7 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
             sessions: sessions.clone(),
             ceremonies: ceremonies.clone(),
             clock: clock.clone(),
+            metrics: metrics.clone(),
         }),
         passkeys: ceremonies,
         passkey_sign_in: settings.passkey_sign_in,
@@ -276,7 +355,9 @@ async fn build_state(settings: &Settings, clock: Arc<dyn Clock>) -> Result<AppSt
         sessions,
         trusted_proxies: settings.trusted_proxies.clone(),
         clock,
-    })
+        metrics,
+    };
+    Ok((state, sources))
 }
 
 /// The signing keys of `settings`, from the database (the first start

@@ -11,6 +11,7 @@ use crate::services::passkeys::PasskeyService;
 use crate::services::sessions::SessionService;
 use crate::services::step_up::StepUpPolicy;
 use crate::services::tokens::TokenService;
+use crate::telemetry::Metrics;
 
 pub struct AppState {
     pub auth: AuthService,
@@ -25,4 +26,6 @@ pub struct AppState {
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub clock: Arc<dyn Clock>,
+    /// The application's own metrics (no-op handles when they are off).
+    pub metrics: Metrics,
 }

@@ -74,6 +74,7 @@ fn invalid_configuration_stops_the_server_naming_the_variable() {
         ("SIGNING_KEY_ENCRYPTION_KEY", "not-32-bytes"),
         ("KEY_ACTIVATION_DELAY_SECS", "-1"),
         ("DATABASE_URL", "mysql://db/auth"),
+        ("METRICS_BIND_ADDR", "localhost:9464"),
     ] {
         let dir = workdir();
         let out = server(&dir).env(var, value).output().unwrap();
@@ -361,4 +362,68 @@ fn an_invalid_log_format_stops_the_server_naming_it() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("CHALLENGE_TTL_SECS"));
+}
+
+#[test]
+fn metrics_bind_addr_serves_prometheus_metrics_on_its_own_port() {
+    let dir = workdir();
+    let mut cmd = server(&dir);
+    cmd.env("METRICS_BIND_ADDR", "127.0.0.1:0");
+    let node = Running::start(cmd);
+    let metrics = node
+        .startup_log
+        .iter()
+        .find_map(|l| l.split("metrics on http://").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in {:#?}", node.startup_log))
+        .to_owned();
+    assert!(metrics.ends_with("/metrics"), "{metrics}");
+    assert_ne!(metrics.trim_end_matches("/metrics"), node.address);
+
+    assert_eq!(
+        reqwest::blocking::get(node.url("/healthz"))
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::blocking::get(node.url("/metrics"))
+            .unwrap()
+            .status(),
+        404
+    );
+    let res = reqwest::blocking::get(format!("http://{metrics}")).unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = res.text().unwrap();
+    for line in [
+        r#"http_requests_total{route="/healthz",method="GET",status_class="2xx"} 1"#,
+        r#"http_requests_total{route="unmatched",method="GET",status_class="4xx"} 1"#,
+        r#"auth_logins_total{outcome="success"} 0"#,
+        r#"db_pool_connections{state="in_use"}"#,
+        "# TYPE http_request_duration_seconds histogram",
+        "# HELP auth_logins_total Password logins by outcome.",
+    ] {
+        assert!(text.contains(line), "no `{line}` in:\n{text}");
+    }
+}
+
+#[test]
+fn a_taken_metrics_port_stops_the_server_naming_the_variable() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = workdir();
+    let out = server(&dir)
+        .env("METRICS_BIND_ADDR", &addr)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("METRICS_BIND_ADDR={addr}")),
+        "{stderr}"
+    );
 }

@@ -1,8 +1,10 @@
 //! Cross-cutting HTTP behaviour: panics become 500 answers, security
 //! headers on every response, CORS when configured, a request id on every
-//! answer and in the log lines written for it (and the log format).
+//! answer and in the log lines written for it (and the log format), and
+//! the request metrics.
 
 pub mod logging;
+pub mod metrics;
 pub mod request_id;
 
 use std::panic::AssertUnwindSafe;

@@ -8,6 +8,9 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -68,11 +71,33 @@ pub(crate) fn lock_user_on(
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
+    /// Queries waiting for a connection now (r2d2 does not tell).
+    waiting: Arc<AtomicUsize>,
+}
+
+/// The pool's connections now, for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub in_use: u32,
+    pub idle: u32,
+    pub waiting: usize,
 }
 
 impl Database {
     pub fn new(pool: DbPool) -> Self {
-        Database { pool }
+        Database {
+            pool,
+            waiting: Arc::default(),
+        }
+    }
+
+    pub fn pool_status(&self) -> PoolStatus {
+        let state = self.pool.state();
+        PoolStatus {
+            in_use: state.connections - state.idle_connections,
+            idle: state.idle_connections,
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
     }
 
     /// A round trip to the database (for `/readyz`).
@@ -93,10 +118,12 @@ impl Database {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        let waiting = self.waiting.clone();
         actix_web::web::block(move || {
-            let mut tracked = pool
-                .get()
-                .map_err(|e| RepoError::Unavailable(e.to_string()))?;
+            waiting.fetch_add(1, Ordering::Relaxed);
+            let checked_out = pool.get();
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            let mut tracked = checked_out.map_err(|e| RepoError::Unavailable(e.to_string()))?;
             let result = query(tracked.conn());
             tracked.note(match &result {
                 Err(RepoError::Unavailable(_)) => Err(ConnectionLost),

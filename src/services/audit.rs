@@ -16,6 +16,7 @@ use super::ServiceError;
 use crate::clock::Clock;
 use crate::domain::ClientInfo;
 use crate::repositories::{EventRecord, EventRepository};
+use crate::telemetry::{LabeledCounters, Metrics};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -167,6 +168,8 @@ pub struct Audit {
     events: EventRepository,
     clock: Arc<dyn Clock>,
     reported_limits: moka::sync::Cache<String, ()>,
+    /// `rate_limited_total{action}` (no-op handles unless metrics are on).
+    limited: LabeledCounters,
 }
 
 impl Audit {
@@ -178,7 +181,14 @@ impl Audit {
                 .max_capacity(100_000)
                 .time_to_live(RATE_LIMIT_EVENT_WINDOW)
                 .build(),
+            limited: LabeledCounters::default(),
         }
+    }
+
+    /// Counts every rate-limit refusal in `metrics`, by action.
+    pub fn with_metrics(mut self, metrics: &Metrics) -> Self {
+        self.limited = metrics.rate_limited(&Action::ALL.map(Action::as_str));
+        self
     }
 
     /// A new event, to be stored with the change it records (then [`Audit::log`] it).
@@ -238,6 +248,7 @@ impl Audit {
         let Err(refusal @ ServiceError::RateLimited { .. }) = result else {
             return result;
         };
+        self.limited.increment(action.as_str());
         let detail = Some(action.as_str().to_owned());
         let first_in_window = user_id.is_some_and(|id| {
             let key = format!("{id}:{}", action.as_str());

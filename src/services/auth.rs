@@ -14,11 +14,12 @@ use super::rate_limit::{Action, RateLimiter};
 use super::recovery::{IssuedCodes, RecoveryCodes};
 use super::sessions::{EndReason, LiveSession, SessionService};
 use super::tokens::{Grant, IssuedToken, Principal, Subject, TokenService};
-use super::ServiceError;
+use super::{outcome, ServiceError};
 use crate::clock::Clock;
 use crate::domain::{username_key, AuthMethod, ClientInfo, DisplayName, Password, Username};
 use crate::repositories::sessions::Ending;
 use crate::repositories::{RepoError, UserRecord, UserRepository};
+use crate::telemetry::Metrics;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 /// A user as clients see it.
@@ -67,6 +68,7 @@ pub struct AuthService {
     sessions: SessionService,
     ceremonies: PasskeyService,
     clock: Arc<dyn Clock>,
+    metrics: Metrics,
 }
 
 /// What the auth service is built from.
@@ -81,6 +83,8 @@ pub struct AuthParts {
     /// The passkey ceremonies, for a passkey sign-in.
     pub ceremonies: PasskeyService,
     pub clock: Arc<dyn Clock>,
+    /// Counts logins, passkey sign-ins, refreshes and recovery uses by outcome.
+    pub metrics: Metrics,
 }
 
 impl AuthService {
@@ -95,6 +99,7 @@ impl AuthService {
             sessions: parts.sessions,
             ceremonies: parts.ceremonies,
             clock: parts.clock,
+            metrics: parts.metrics,
         }
     }
 
@@ -136,6 +141,17 @@ impl AuthService {
     /// Unknown user and wrong password fail the same way, after one hash
     /// each; repeated failures lock the (account, client IP) pair for a while.
     pub async fn login(
+        &self,
+        username: &str,
+        password: String,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
+        let result = self.password_login(username, password, client).await;
+        self.metrics.logins.record(outcome(&result));
+        result
+    }
+
+    async fn password_login(
         &self,
         username: &str,
         password: String,
@@ -228,6 +244,16 @@ impl AuthService {
         response: PublicKeyCredential,
         client: &ClientInfo,
     ) -> Result<IssuedToken, ServiceError> {
+        let result = self.passkey_sign_in(response, client).await;
+        self.metrics.passkey_sign_ins.record(outcome(&result));
+        result
+    }
+
+    async fn passkey_sign_in(
+        &self,
+        response: PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
         let signed_in = self.ceremonies.finish_sign_in(response, client).await?;
         let now = self.clock.now();
         let grant = Grant::new(AuthMethod::PasskeySignIn, now);
@@ -284,6 +310,16 @@ impl AuthService {
         refresh_token: &str,
         client: &ClientInfo,
     ) -> Result<IssuedToken, ServiceError> {
+        let result = self.refresh_session(refresh_token, client).await;
+        self.metrics.refreshes.record(outcome(&result));
+        result
+    }
+
+    async fn refresh_session(
+        &self,
+        refresh_token: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
         let session = self.sessions.refresh(refresh_token, client).await?;
         let record = self
             .users
@@ -301,6 +337,17 @@ impl AuthService {
     /// One unused recovery code raises a login to the full level, as a
     /// passkey would (`amr: ["pwd", "otp"]`); the code is spent.
     pub async fn recover(
+        &self,
+        caller: &Principal,
+        code: &str,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
+        let result = self.spend_recovery_code(caller, code, client).await;
+        self.metrics.recovery_uses.record(outcome(&result));
+        result
+    }
+
+    async fn spend_recovery_code(
         &self,
         caller: &Principal,
         code: &str,

@@ -13,9 +13,12 @@
 //! busy, logins wait.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
+use metrics::Histogram;
 use tokio::sync::oneshot;
 
 /// The nice value of hashing threads (0 is normal, 19 the lowest).
@@ -34,6 +37,10 @@ pub enum PoolError {
 #[derive(Clone)]
 pub struct HashingPool {
     jobs: mpsc::Sender<Job>,
+    /// Jobs sent that no thread has started yet.
+    queued: Arc<AtomicUsize>,
+    /// How long each job takes on its thread (a no-op unless metrics are on).
+    job_time: Histogram,
 }
 
 impl HashingPool {
@@ -58,7 +65,22 @@ impl HashingPool {
                     }
                 })?;
         }
-        Ok(HashingPool { jobs })
+        Ok(HashingPool {
+            jobs,
+            queued: Arc::default(),
+            job_time: Histogram::noop(),
+        })
+    }
+
+    /// Records each job's time on its thread in `job_time`.
+    pub fn timed(mut self, job_time: Histogram) -> Self {
+        self.job_time = job_time;
+        self
+    }
+
+    /// Jobs waiting for a hashing thread now.
+    pub fn queue_depth(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// One thread per core: with it, logins reach 96% of the cores / hash
@@ -75,11 +97,19 @@ impl HashingPool {
         F: FnOnce() -> T + Send + 'static,
     {
         let (answer, result) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = answer.send(work());
-            }))
-            .map_err(|_| PoolError::Stopped)?;
+        let (queued, job_time) = (self.queued.clone(), self.job_time.clone());
+        queued.fetch_add(1, Ordering::Relaxed);
+        let sent = self.jobs.send(Box::new(move || {
+            queued.fetch_sub(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let done = work();
+            job_time.record(started.elapsed().as_secs_f64());
+            let _ = answer.send(done);
+        }));
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(PoolError::Stopped);
+        }
         result.await.map_err(|_| PoolError::Panicked)
     }
 }
@@ -116,6 +146,32 @@ mod tests {
             futures_util::future::join_all((0..10).map(|i| pool.run(move || i * 2))).await;
         let values: Vec<i32> = results.into_iter().map(Result::unwrap).collect();
         assert_eq!(values, (0..10).map(|i| i * 2).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn counts_the_jobs_waiting_for_a_thread() {
+        use futures_util::FutureExt;
+        use std::time::Duration;
+        let pool = HashingPool::new(1).unwrap();
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        let (started_tx, started) = mpsc::channel();
+        let (release_tx, release) = mpsc::channel::<()>();
+        let mut busy = Box::pin(pool.run(move || {
+            let _ = started_tx.send(());
+            let _ = release.recv();
+        }));
+        assert!(busy.poll_unpin(&mut cx).is_pending());
+        started.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(pool.queue_depth(), 0, "a running job is not waiting");
+        let mut queued = Box::pin(pool.run(|| 1));
+        assert!(queued.poll_unpin(&mut cx).is_pending());
+        assert_eq!(pool.queue_depth(), 1);
+        release_tx.send(()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.queue_depth() > 0 {
+            assert!(Instant::now() < deadline, "the queue never drained");
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     #[cfg(target_os = "linux")]

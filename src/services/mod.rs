@@ -22,6 +22,7 @@ use std::time::Duration;
 use crate::domain::{AuthLevel, FieldError};
 use crate::repositories::RepoError;
 use crate::stores::StoreError;
+use crate::telemetry::Outcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -75,6 +76,34 @@ pub enum ServiceError {
 impl ServiceError {
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         ServiceError::Internal(cause.to_string())
+    }
+}
+
+/// How an authentication attempt that ended with `result` is counted in
+/// the metrics.
+pub(crate) fn outcome<T>(result: &Result<T, ServiceError>) -> Outcome {
+    let Err(err) = result else {
+        return Outcome::Success;
+    };
+    match err {
+        ServiceError::InvalidCredentials
+        | ServiceError::PasskeyVerificationFailed
+        | ServiceError::InvalidRecoveryCode
+        | ServiceError::InvalidRefreshToken
+        | ServiceError::UnknownUser => Outcome::InvalidCredentials,
+        ServiceError::ChallengeExpired => Outcome::ChallengeExpired,
+        ServiceError::AccountLocked => Outcome::Locked,
+        ServiceError::RateLimited { .. } => Outcome::RateLimited,
+        ServiceError::Unavailable(_) | ServiceError::Overloaded => Outcome::Unavailable,
+        ServiceError::Internal(_) => Outcome::Error,
+        ServiceError::Invalid(_)
+        | ServiceError::UsernameTaken
+        | ServiceError::NoPasskeys
+        | ServiceError::CredentialExists
+        | ServiceError::PasskeyNotFound
+        | ServiceError::SessionNotFound
+        | ServiceError::PasskeyRequired { .. }
+        | ServiceError::ReauthenticationRequired { .. } => Outcome::InvalidRequest,
     }
 }
 

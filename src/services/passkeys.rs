@@ -22,13 +22,14 @@ use super::audit::{Audit, EventKind};
 use super::rate_limit::{Action, RateLimiter};
 use super::recovery::RecoveryCodes;
 use super::tokens::{Grant, IssuedToken, Principal, Subject, TokenService};
-use super::ServiceError;
+use super::{outcome, ServiceError};
 use crate::clock::Clock;
 use crate::domain::{AuthLevel, AuthMethod, ClientInfo, Nickname};
 use crate::repositories::passkeys::{CheckedUse, Enrolment, PasskeyUse};
 use crate::repositories::EventRecord;
 use crate::repositories::{PasskeyRecord, PasskeyRepository, RepoError, UserRepository};
 use crate::stores::challenges::{Ceremony, ChallengeKey, ChallengeStore};
+use crate::telemetry::Metrics;
 
 /// A passkey as clients see it: no public key, no counter.
 #[derive(Debug, Clone, Serialize)]
@@ -156,6 +157,8 @@ pub struct PasskeyService {
     pub step_up_max_age: Duration,
     /// What an unknown credential's sign-in is checked against.
     pub decoy: Arc<DecoyVerifier>,
+    /// Counts step-ups by outcome.
+    pub metrics: Metrics,
 }
 
 fn encode_id(bytes: &[u8]) -> String {
@@ -564,6 +567,17 @@ impl PasskeyService {
 
     /// Verifies an assertion and, on success, issues a full-level token.
     pub async fn finish_authentication(
+        &self,
+        caller: &Principal,
+        response: PublicKeyCredential,
+        client: &ClientInfo,
+    ) -> Result<IssuedToken, ServiceError> {
+        let result = self.step_up(caller, response, client).await;
+        self.metrics.step_ups.record(outcome(&result));
+        result
+    }
+
+    async fn step_up(
         &self,
         caller: &Principal,
         response: PublicKeyCredential,

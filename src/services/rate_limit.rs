@@ -40,6 +40,17 @@ pub enum Action {
 }
 
 impl Action {
+    pub const ALL: [Action; 8] = [
+        Action::Signup,
+        Action::Login,
+        Action::PasskeyRegistration,
+        Action::PasskeyAuthentication,
+        Action::RecoveryCode,
+        Action::PasswordChange,
+        Action::PasskeySignInOptions,
+        Action::PasskeySignIn,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Signup => "signup",

@@ -96,6 +96,19 @@ pub trait ChallengeStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }
+
+    /// What the store holds in this process, for the metrics; `None` for
+    /// a store whose entries live elsewhere (Redis).
+    fn usage(&self) -> Option<StoreUsage> {
+        None
+    }
+}
+
+/// Entries held, and the bytes counted against the store's byte bound.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreUsage {
+    pub entries: u64,
+    pub bytes: u64,
 }
 
 /// Bytes moka itself spends per entry, beyond key and value (its node,
@@ -193,6 +206,13 @@ impl ChallengeStore for MokaChallengeStore {
 
     async fn take(&self, key: &ChallengeKey) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.cache.remove(key))
+    }
+
+    fn usage(&self) -> Option<StoreUsage> {
+        Some(StoreUsage {
+            entries: self.len(),
+            bytes: self.weighted_bytes(),
+        })
     }
 }
 

@@ -121,6 +121,9 @@ pub struct TestApp {
     pub database_url: String,
     /// The environment-style settings the app was built from.
     pub env: HashMap<String, String>,
+    /// The metrics listener's base URL, when `METRICS_BIND_ADDR` is set
+    /// (`127.0.0.1:0` gives a free port).
+    pub metrics_base: Option<String>,
     _database: TestDatabase,
 }
 
@@ -224,9 +227,11 @@ impl TestApp {
             .await
             .expect("application starts");
         let base = format!("http://127.0.0.1:{}", app.port());
+        let metrics_base = app.metrics_address().map(|addr| format!("http://{addr}"));
         actix_web::rt::spawn(app.run_until_stopped());
         TestApp {
             base,
+            metrics_base,
             client: Client::builder()
                 .user_agent(USER_AGENT)
                 .redirect(reqwest::redirect::Policy::none())

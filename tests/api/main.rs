@@ -14,6 +14,7 @@ mod events;
 mod fuzz;
 mod headers;
 mod keys;
+mod metrics;
 mod passkeys;
 mod proxy;
 mod recovery;
