@@ -80,7 +80,7 @@ impl PasskeyRepository {
         first_codes: Option<CodeSet>,
     ) -> Result<Enrolment, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     if !lock_user_on(conn, &record.user_id, record.created_at)? {
                         return Ok(Enrolment::UserGone);
@@ -165,7 +165,7 @@ impl PasskeyRepository {
         event: EventRecord,
     ) -> Result<Option<PasskeyRecord>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     let owned = passkeys::table
                         .filter(passkeys::id.eq(&id))
@@ -199,7 +199,7 @@ impl PasskeyRepository {
         codes_event: EventRecord,
     ) -> Result<Option<bool>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     lock_user_on(conn, &user_id, event.created_at)?;
                     let deleted = diesel::delete(
@@ -233,7 +233,7 @@ impl PasskeyRepository {
     /// (signature checks are CPU work an async worker must not do) and
     /// says what to store, then stores it with a compare-and-set of the
     /// counter (see [`PasskeyUse`]) and its event, in one transaction. No
-    /// transaction is open while `check` runs.
+    /// transaction (and no write lock) is held while `check` runs.
     pub async fn check_and_record_use<E, F>(
         &self,
         user_id: String,
@@ -245,7 +245,7 @@ impl PasskeyRepository {
         E: Send + 'static,
     {
         self.db
-            .run(move |conn| {
+            .run_with_lock(move |conn, writer| {
                 let record = passkeys::table
                     .filter(passkeys::user_id.eq(user_id))
                     .filter(passkeys::credential_id.eq(credential_id))
@@ -256,6 +256,7 @@ impl PasskeyRepository {
                     Ok(to_store) => to_store,
                     Err(refusal) => return Ok(CheckedUse::Refused(refusal)),
                 };
+                let _writing = writer.hold(conn);
                 Ok(if record_use_on(conn, used, &event)? {
                     CheckedUse::Recorded(event)
                 } else {
@@ -333,7 +334,7 @@ impl PasskeyRepository {
         ending: SessionEnding,
     ) -> Result<Option<PasskeyReset>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     if !lock_user_on(conn, &user_id, now)? {
                         return Ok(None);

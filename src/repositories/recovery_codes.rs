@@ -75,7 +75,7 @@ impl RecoveryCodeRepository {
         now: NaiveDateTime,
     ) -> Result<Replaced, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     if !lock_user_on(conn, &user_id, now)? {
                         return Ok(Replaced::UserGone);
@@ -120,7 +120,7 @@ impl RecoveryCodeRepository {
         ending: SessionEnding,
     ) -> Result<Option<Ended>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     let spent = diesel::delete(
                         recovery_codes::table

@@ -139,7 +139,7 @@ impl SessionRepository {
     /// compare-and-set on `rotated_at`), the others see it rotated.
     pub async fn rotate(&self, request: RotationRequest) -> Result<Rotation, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     let now = request.now;
                     // The compare-and-set comes first: it is also what takes
@@ -213,7 +213,7 @@ impl SessionRepository {
     /// Ends the user's sessions that `ending` selects.
     pub async fn end(&self, user_id: String, ending: SessionEnding) -> Result<Ended, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     // A write first: it takes SQLite's write lock (see rotate).
                     lock_user_on(conn, &user_id, ending.now)?;
@@ -275,7 +275,7 @@ impl SessionRepository {
     /// them by the foreign key's cascade.
     async fn delete_finished_batch(&self, before: NaiveDateTime) -> Result<usize, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 let ids: Vec<String> = sessions::table
                     .filter(sessions::ended_at.lt(before))
                     .or_filter(sessions::refresh_expires_at.lt(before))
@@ -318,7 +318,7 @@ impl SessionRepository {
     ) -> Result<Start, RepoError> {
         use crate::schema::users;
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     let open = diesel::update(
                         users::table
@@ -362,7 +362,7 @@ impl SessionRepository {
         event_for: Box<dyn FnOnce(usize) -> EventRecord + Send>,
     ) -> Result<Option<(Ended, EventRecord)>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     if !lock_user_on(conn, &user_id, ending.now)? {
                         return Ok(None);

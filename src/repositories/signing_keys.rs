@@ -47,7 +47,7 @@ impl SigningKeyRepository {
     pub async fn add_first(&self, mut record: SigningKeyRecord) -> Result<(), RepoError> {
         record.generation = 1;
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 diesel::insert_into(signing_keys::table)
                     .values(&record)
                     .execute(conn)?;
@@ -61,7 +61,7 @@ impl SigningKeyRepository {
     /// [`RepoError::AlreadyExists`] when another rotation took it first.
     pub async fn add_next(&self, mut record: SigningKeyRecord) -> Result<i64, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction::<_, diesel::result::Error, _>(|conn| {
                     // A write first: it takes SQLite's write lock, which a
                     // transaction that read first may be refused later.
@@ -92,7 +92,7 @@ impl SigningKeyRepository {
         replacement: String,
     ) -> Result<bool, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 let rows = diesel::update(
                     signing_keys::table
                         .filter(signing_keys::kid.eq(&kid))

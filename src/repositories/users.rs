@@ -43,7 +43,7 @@ impl UserRepository {
     /// `username_key` is [`RepoError::AlreadyExists`] and stores nothing.
     pub async fn insert(&self, record: UserRecord, event: EventRecord) -> Result<(), RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     diesel::insert_into(users::table)
                         .values(&record)
@@ -120,7 +120,7 @@ impl UserRepository {
         ending: SessionEnding,
     ) -> Result<Option<Ended>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     let updated = diesel::update(users::table.find(&id))
                         .set((
@@ -150,7 +150,7 @@ impl UserRepository {
         event: EventRecord,
     ) -> Result<Option<Vec<String>>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     // A write first: it takes SQLite's write lock, which a
                     // transaction that read first may be refused later.
@@ -223,7 +223,7 @@ impl UserRepository {
         ending: Option<SessionEnding>,
     ) -> Result<Option<LockChange>, RepoError> {
         self.db
-            .run(move |conn| {
+            .write(move |conn| {
                 conn.transaction(|conn| {
                     // A write first: the row lock (PostgreSQL), the write
                     // lock (SQLite).
