@@ -14,6 +14,7 @@ mod events;
 mod fuzz;
 mod headers;
 mod keys;
+mod openapi;
 mod passkeys;
 mod proxy;
 mod recovery;
