@@ -165,15 +165,21 @@ impl fmt::Display for ApiError {
     }
 }
 
-#[derive(Serialize)]
+/// An error answer (RFC 9457 problem details).
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Problem<'a> {
+pub(crate) struct Problem<'a> {
     #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
     type_: &'static str,
+    /// The status's reason phrase.
     title: &'a str,
     status: u16,
+    /// For humans; names the offending field of an invalid request.
     detail: String,
+    /// Stable and machine-readable (snake_case).
     code: &'static str,
+    /// 5xx only: the id of the request, also in the server's log line.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
 }

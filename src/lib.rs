@@ -13,6 +13,7 @@ pub mod domain;
 pub mod errors;
 pub mod guards;
 pub mod middleware;
+pub mod openapi;
 pub mod repositories;
 pub mod schema;
 pub mod services;

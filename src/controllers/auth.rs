@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::json::JsonBody;
 use super::query::Query;
@@ -9,17 +10,28 @@ use super::TokenResponse;
 use crate::domain::{AuthLevel, ClientInfo, DisplayName, FieldError, Password, Username};
 use crate::errors::ApiError;
 use crate::guards::{LoginUser, RecentUser};
+use crate::openapi::schemas;
+use crate::services::audit::EventPage;
 use crate::services::auth::SignupInput;
+use crate::services::auth::User;
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SignupBody {
+    /// 3–64 ASCII letters, digits, `.`, `_`, `-`; unique case-insensitively.
+    #[schema(min_length = 3, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     username: String,
+    /// 8–128 characters, no composition rules.
+    #[schema(min_length = 8, max_length = 128)]
     password: String,
+    /// Defaults to the username.
     display_name: Option<String>,
 }
 
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "signup",
+    request_body = SignupBody,
+    responses((status = 201, description = "The new account.", body = User)))]
 pub async fn signup(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -45,12 +57,16 @@ pub async fn signup(
     Ok(HttpResponse::Created().json(user))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginBody {
     username: String,
     password: String,
 }
 
+/// A password login: a new session and a password-level token.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "login",
+    request_body = LoginBody,
+    responses((status = 200, description = "A password-level token and the new session's refresh token.", body = TokenResponse)))]
 pub async fn login(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -63,17 +79,21 @@ pub async fn login(
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct MeResponse {
     id: String,
     username: String,
     display_name: String,
+    #[schema(value_type = schemas::AuthLevel)]
     auth_level: AuthLevel,
     passkey_count: i64,
     recovery_codes_remaining: i64,
 }
 
+/// The caller's account.
+#[utoipa::path(get, path = "/auth/me", tag = "account", operation_id = "getMe",
+    responses((status = 200, description = "The caller's account and the level of the token used.", body = MeResponse)))]
 pub async fn me(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
@@ -90,6 +110,8 @@ pub async fn me(
 }
 
 /// Deletes the caller's account (a recent route).
+#[utoipa::path(delete, path = "/auth/me", tag = "account", operation_id = "deleteMe",
+    responses((status = 204, description = "The account, its passkeys, recovery codes and sessions are gone.")))]
 pub async fn delete_me(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
@@ -99,14 +121,18 @@ pub async fn delete_me(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PasswordChangeBody {
     current_password: String,
+    #[schema(min_length = 8, max_length = 128)]
     new_password: String,
 }
 
 /// Changes the password (a recent route); the current one must be given.
+#[utoipa::path(post, path = "/auth/password", tag = "account", operation_id = "changePassword",
+    request_body = PasswordChangeBody,
+    responses((status = 204, description = "Changed; every other session of the account ends.")))]
 pub async fn change_password(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
@@ -125,14 +151,18 @@ pub async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct RecoveryCodesResponse {
+    /// 10 single-use codes, shown this once.
+    #[schema(min_items = 10, max_items = 10, example = json!(["k7m2q-9xw4d"]))]
     codes: Vec<String>,
     created_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Replaces the caller's recovery codes (a recent route).
+#[utoipa::path(post, path = "/auth/recovery-codes", tag = "account", operation_id = "replaceRecoveryCodes",
+    responses((status = 201, description = "The new codes; the previous ones stop working.", body = RecoveryCodesResponse)))]
 pub async fn replace_recovery_codes(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
@@ -145,12 +175,16 @@ pub async fn replace_recovery_codes(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RecoveryBody {
+    /// Any case, spaces or hyphens.
     code: String,
 }
 
 /// Spends one recovery code for a full-level token.
+#[utoipa::path(post, path = "/auth/recovery", tag = "account", operation_id = "recover",
+    request_body = RecoveryBody,
+    responses((status = 200, description = "A full-level token with `amr: [\"pwd\", \"otp\"]`; every other session ends.", body = TokenResponse)))]
 pub async fn recover(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
@@ -161,10 +195,14 @@ pub async fn recover(
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Page size, 1–100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
+    /// The `nextCursor` of the previous page.
     before: Option<String>,
 }
 
@@ -174,6 +212,9 @@ const EVENTS_MAX_LIMIT: u32 = 100;
 
 /// The caller's own recent auth events, newest first; `before` is the
 /// `nextCursor` of the previous page.
+#[utoipa::path(get, path = "/auth/events", tag = "account", operation_id = "listEvents",
+    params(EventsQuery),
+    responses((status = 200, description = "A page of the caller's audit events, newest first.", body = EventPage)))]
 pub async fn events(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,

@@ -11,7 +11,10 @@ use super::TokenResponse;
 use crate::domain::{ClientInfo, Nickname};
 use crate::errors::ApiError;
 use crate::guards::{FullUser, LoginUser, RecentUser};
+use crate::openapi::schemas;
+use crate::services::passkeys::{PasskeySummary, Registered};
 use crate::state::AppState;
+use utoipa::ToSchema;
 
 /// Options as the WebAuthn JSON forms define them: absent members are left
 /// out rather than sent as `null`, which browsers' JSON parsers refuse.
@@ -32,6 +35,9 @@ fn strip_nulls(value: &mut Value) {
     }
 }
 
+/// Creation options for a new passkey; they exclude the caller's existing credentials.
+#[utoipa::path(get, path = "/passkeys/register/options", tag = "passkeys", operation_id = "registrationOptions",
+    responses((status = 200, description = "`PublicKeyCredentialCreationOptionsJSON` under `publicKey`.", body = schemas::CreationOptions)))]
 pub async fn registration_options(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
@@ -41,6 +47,9 @@ pub async fn registration_options(
 
 /// `RegistrationResponseJSON` plus an optional top-level `nickname`; the
 /// account's first passkey is answered with its recovery codes.
+#[utoipa::path(post, path = "/passkeys/register/verify", tag = "passkeys", operation_id = "verifyRegistration",
+    request_body = schemas::RegistrationResponse,
+    responses((status = 201, description = "The new passkey; the account's first one carries `recoveryCodes`.", body = Registered)))]
 pub async fn verify_registration(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
@@ -66,6 +75,9 @@ pub async fn verify_registration(
     Ok(HttpResponse::Created().json(registered))
 }
 
+/// Request options that allow only the caller's credentials.
+#[utoipa::path(get, path = "/passkeys/authenticate/options", tag = "passkeys", operation_id = "authenticationOptions",
+    responses((status = 200, description = "`PublicKeyCredentialRequestOptionsJSON` under `publicKey`.", body = schemas::RequestOptions)))]
 pub async fn authentication_options(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
@@ -73,6 +85,10 @@ pub async fn authentication_options(
     options_json(state.passkeys.start_authentication(&caller).await?)
 }
 
+/// The passkey step-up: the session's token reaches the full level.
+#[utoipa::path(post, path = "/passkeys/authenticate/verify", tag = "passkeys", operation_id = "verifyAuthentication",
+    request_body = schemas::AuthenticationResponse,
+    responses((status = 200, description = "A full-level token (the session and its refresh token stay).", body = TokenResponse)))]
 pub async fn verify_authentication(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
@@ -87,6 +103,8 @@ pub async fn verify_authentication(
 }
 
 /// Public: options for a passkey sign-in (an empty `allowCredentials`).
+#[utoipa::path(get, path = "/passkeys/login/options", tag = "sign-in", operation_id = "signInOptions",
+    responses((status = 200, description = "Request options with an empty `allowCredentials`, for a discoverable credential.", body = schemas::RequestOptions)))]
 pub async fn sign_in_options(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -98,6 +116,9 @@ pub async fn sign_in_options(
 }
 
 /// Public: a passkey alone signs in, to a new session at the full level.
+#[utoipa::path(post, path = "/passkeys/login/verify", tag = "sign-in", operation_id = "signInVerify",
+    request_body = schemas::AuthenticationResponse,
+    responses((status = 200, description = "A full-level token with `amr: [\"hwk\"]` and the new session's refresh token.", body = TokenResponse)))]
 pub async fn sign_in_verify(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -111,6 +132,9 @@ pub async fn sign_in_verify(
     Ok(HttpResponse::Ok().json(TokenResponse::from(token)))
 }
 
+/// The caller's passkeys.
+#[utoipa::path(get, path = "/passkeys", tag = "passkeys", operation_id = "listPasskeys",
+    responses((status = 200, description = "The caller's passkey summaries.", body = Vec<PasskeySummary>)))]
 pub async fn list(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
@@ -118,11 +142,16 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(state.passkeys.list(&caller).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RenameBody {
     nickname: String,
 }
 
+/// Renames one of the caller's passkeys.
+#[utoipa::path(patch, path = "/passkeys/{id}", tag = "passkeys", operation_id = "renamePasskey",
+    params(("id" = String, Path, description = "The passkey's `id`.")),
+    request_body = RenameBody,
+    responses((status = 200, description = "The renamed passkey.", body = PasskeySummary)))]
 pub async fn rename(
     state: web::Data<AppState>,
     FullUser(caller): FullUser,
@@ -138,6 +167,10 @@ pub async fn rename(
     Ok(HttpResponse::Ok().json(summary))
 }
 
+/// Deletes one of the caller's passkeys; the last one takes the recovery codes with it.
+#[utoipa::path(delete, path = "/passkeys/{id}", tag = "passkeys", operation_id = "deletePasskey",
+    params(("id" = String, Path, description = "The passkey's `id`.")),
+    responses((status = 204, description = "Deleted.")))]
 pub async fn delete(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,

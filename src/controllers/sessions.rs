@@ -8,15 +8,20 @@ use super::TokenResponse;
 use crate::domain::ClientInfo;
 use crate::errors::ApiError;
 use crate::guards::{LoginUser, RecentUser};
+use crate::services::sessions::SessionView;
 use crate::state::AppState;
+use utoipa::ToSchema;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefreshBody {
     refresh_token: String,
 }
 
 /// Swaps a refresh token for a new one and a password-level access token.
+#[utoipa::path(post, path = "/auth/refresh", tag = "sessions", operation_id = "refresh",
+    request_body = RefreshBody,
+    responses((status = 200, description = "A password-level token and a new refresh token; the old one stops working.", body = TokenResponse)))]
 pub async fn refresh(
     state: web::Data<AppState>,
     client: ClientInfo,
@@ -27,6 +32,8 @@ pub async fn refresh(
 }
 
 /// Ends the caller's session.
+#[utoipa::path(post, path = "/auth/logout", tag = "sessions", operation_id = "logout",
+    responses((status = 204, description = "The caller's session has ended.")))]
 pub async fn logout(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
@@ -37,6 +44,8 @@ pub async fn logout(
 }
 
 /// The caller's live sessions, newest first.
+#[utoipa::path(get, path = "/auth/sessions", tag = "sessions", operation_id = "listSessions",
+    responses((status = 200, description = "The caller's live sessions, newest first.", body = Vec<SessionView>)))]
 pub async fn list(
     state: web::Data<AppState>,
     LoginUser(caller): LoginUser,
@@ -45,6 +54,9 @@ pub async fn list(
 }
 
 /// Ends one of the caller's sessions (a recent route).
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "sessions", operation_id = "endSession",
+    params(("id" = String, Path, description = "The session's `id` (a token's `sid`).")),
+    responses((status = 204, description = "That session has ended.")))]
 pub async fn end_one(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,
@@ -59,6 +71,8 @@ pub async fn end_one(
 }
 
 /// Ends every session of the caller's but the current one (a recent route).
+#[utoipa::path(delete, path = "/auth/sessions", tag = "sessions", operation_id = "endOtherSessions",
+    responses((status = 204, description = "Every session but the caller's has ended.")))]
 pub async fn end_others(
     state: web::Data<AppState>,
     RecentUser(caller): RecentUser,

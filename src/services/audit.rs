@@ -118,7 +118,7 @@ impl EventKind {
 }
 
 /// An event as clients (and the log) see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuthEvent {
     pub id: String,
@@ -148,7 +148,7 @@ impl From<EventRecord> for AuthEvent {
 }
 
 /// One page of a user's events, newest first.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventPage {
     pub events: Vec<AuthEvent>,

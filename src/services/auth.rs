@@ -23,7 +23,7 @@ use crate::telemetry::Metrics;
 use webauthn_rs::prelude::PublicKeyCredential;
 
 /// A user as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     pub id: Uuid,

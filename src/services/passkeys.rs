@@ -32,7 +32,7 @@ use crate::stores::challenges::{Ceremony, ChallengeKey, ChallengeStore};
 use crate::telemetry::Metrics;
 
 /// A passkey as clients see it: no public key, no counter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PasskeySummary {
     pub id: String,
@@ -66,7 +66,7 @@ impl From<PasskeyRecord> for PasskeySummary {
 
 /// A registered passkey; the account's first one comes with its recovery
 /// codes, shown this once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Registered {
     #[serde(flatten)]

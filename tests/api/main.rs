@@ -15,6 +15,7 @@ mod fuzz;
 mod headers;
 mod keys;
 mod metrics;
+mod openapi;
 mod passkeys;
 mod proxy;
 mod recovery;
