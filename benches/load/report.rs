@@ -2277,49 +2277,90 @@ fn before_and_after(r: &Results) -> String {
         l.server_us_per_op()
             .map_or("n/a".into(), |us| format!("{us:.1} µs"))
     };
-    let profile = match &r.postgres {
-        PostgresOutcome::Measured(p) => format!(
-            "{:.2} ({:.0} vs {:.0} req/s, this benchmark's generator)",
-            p.profile.ratio(),
-            p.profile.profile.rate(),
-            p.profile.basic.rate()
+    let (profile_pg, profile_pg_us) = match &r.postgres {
+        PostgresOutcome::Measured(p) => (
+            format!(
+                "{:.2} ({:.0} vs {:.0} req/s)",
+                p.profile.ratio(),
+                p.profile.profile.rate(),
+                p.profile.basic.rate()
+            ),
+            us(&p.profile.profile),
         ),
-        PostgresOutcome::Skipped(_) => "skipped".into(),
-        PostgresOutcome::Failed(_) => "failed".into(),
+        PostgresOutcome::Skipped(_) => ("skipped".into(), "skipped".into()),
+        PostgresOutcome::Failed(_) => ("failed".into(), "failed".into()),
     };
+    let beyond = r
+        .step_up_breakdown()
+        .map_or("n/a".into(), |b| format!("{:.1} µs", b.beyond_us()));
+    let rows: [(&str, &str, String); 11] = [
+        (
+            "`GET /users/profile` / `GET /protected/basic`, PostgreSQL (target ≥ 0.25)",
+            "0.06 (4343 vs 70292 req/s)",
+            profile_pg,
+        ),
+        (
+            "`GET /users/profile`, PostgreSQL: server CPU per request",
+            "222.6 µs",
+            profile_pg_us,
+        ),
+        (
+            "`GET /users/profile` / `GET /protected/basic`, SQLite",
+            "0.21 (13366 vs 63558 req/s)",
+            format!(
+                "{:.2} ({:.0} vs {:.0} req/s)",
+                r.profile.ratio(),
+                r.profile.profile.rate(),
+                r.profile.basic.rate()
+            ),
+        ),
+        (
+            "`GET /users/profile`, SQLite: server CPU per request",
+            "124.7 µs",
+            us(&r.profile.profile),
+        ),
+        (
+            "step-up, SQLite: server CPU per ceremony",
+            "798.7 µs",
+            us(&r.ceremonies),
+        ),
+        (
+            "step-up, SQLite: beyond the P-256 verification (target ≤ 250 µs)",
+            "520.7 µs",
+            beyond,
+        ),
+        (
+            "step-up ceremonies/s, SQLite",
+            "1827",
+            format!("{:.0}", r.ceremonies.rate()),
+        ),
+        (
+            "step-up p99, SQLite",
+            "35.87 ms",
+            format!("{:.2} ms", r.ceremonies.p99_ms()),
+        ),
+        (
+            "sign-ins/s, SQLite (server CPU each)",
+            "1171 (1337.8 µs)",
+            format!("{:.0} ({})", r.sign_ins.rate(), us(&r.sign_ins)),
+        ),
+        (
+            "`POST /auth/refresh`, SQLite: server CPU each",
+            "509.0 µs",
+            us(&r.refresh),
+        ),
+        (
+            "`POST /auth/refresh` p99, SQLite",
+            "56.67 ms",
+            format!("{:.2} ms", r.refresh.p99_ms()),
+        ),
+    ];
     let mut t = String::from(
-        "| measurement | before (earlier measurement) | this run (after) |\n|---|---|---|\n",
+        "| measurement | before: commit 518ca5e, this benchmark, 18:49 UTC | this run (after) |\n|---|---|---|\n",
     );
-    let _ = writeln!(
-        t,
-        "| step-up ceremony, SQLite: server CPU per ceremony | 743.7 µs | {} |",
-        us(&r.ceremonies)
-    );
-    let _ = writeln!(
-        t,
-        "| step-up ceremonies/s, SQLite | 1835 | {:.0} |",
-        r.ceremonies.rate()
-    );
-    let _ = writeln!(
-        t,
-        "| step-up, SQLite: server CPU beyond the P-256 verification | roughly 450–580 µs (the issue's estimate) | {} |",
-        r.step_up_breakdown()
-            .map_or("n/a".into(), |b| format!("{:.1} µs", b.beyond_us()))
-    );
-    let _ = writeln!(
-        t,
-        "| sign-in, SQLite: server CPU per sign-in | 1122.8 µs | {} |",
-        us(&r.sign_ins)
-    );
-    let _ = writeln!(
-        t,
-        "| sign-ins/s, SQLite | 1306 | {:.0} |",
-        r.sign_ins.rate()
-    );
-    let _ = writeln!(
-        t,
-        "| `GET /users/profile` / `GET /protected/basic`, PostgreSQL | 0.07 (3,674 vs ~51,000 req/s, `wrk -t2 -c64`) | {profile} |"
-    );
+    for (what, before, after) in rows {
+        let _ = writeln!(t, "| {what} | {before} | {after} |");
+    }
     t
 }
 
@@ -2330,6 +2371,10 @@ const BEFORE: &str = "\
 
 **Earlier measurements, not this run's**, kept for the before/after comparison; the figures \
 above are this run's (after).
+
+- This benchmark, unchanged, run at 18:49 UTC on 2026-12-01 on this machine against the server \
+built from commit 518ca5e (before the work on the database paths: `BENCH_SERVER_BIN` set to \
+that build, everything else as in this run). The table below sets its figures beside this run's.
 
 - `cargo bench --bench load`, the BENCHMARKS.md committed on 2026-12-01 at 15:20 UTC (server \
 A on SQLite, the same 2-core machine): passkey step-up ceremony 1835 ceremony/s at 743.7 µs of \

@@ -40,7 +40,9 @@ impl EventRepository {
 
     /// Records an event that goes with no other change.
     pub async fn insert(&self, event: EventRecord) -> Result<(), RepoError> {
-        self.db.write(move |conn| Ok(insert_on(conn, &event)?)).await
+        self.db
+            .write(move |conn| Ok(insert_on(conn, &event)?))
+            .await
     }
 
     /// The user's events, newest first, older than `before` (an event id) if given.
