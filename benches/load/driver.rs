@@ -93,6 +93,31 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// A result with nothing counted yet.
+    fn empty(label: String, concurrency: usize) -> LoadResult {
+        LoadResult {
+            label,
+            concurrency,
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            window: Duration::ZERO,
+            latency_us: histogram(),
+            completed: 0,
+            server_cpu: None,
+        }
+    }
+
+    /// Adds one worker's counts; the first error seen is kept.
+    fn absorb(&mut self, tally: Tally) {
+        self.completed += tally.completed;
+        self.ok += tally.ok;
+        self.errors += tally.errors;
+        self.first_error = self.first_error.take().or(tally.first_error);
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency_us.add(&tally.latency_us);
+    }
+
     /// Successful operations per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.window.as_secs_f64().max(1e-9)
@@ -159,6 +184,27 @@ struct Tally {
     latency_us: Histogram<u64>,
 }
 
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            completed: 0,
+            ok: 0,
+            errors: 0,
+            first_error: None,
+            latency_us: histogram(),
+        }
+    }
+
+    /// What a worker that panicked contributes: one error.
+    fn panicked(why: String) -> Tally {
+        Tally {
+            errors: 1,
+            first_error: Some(why),
+            ..Tally::new()
+        }
+    }
+}
+
 fn histogram() -> Histogram<u64> {
     // 1 µs to 60 s, 3 significant digits; these bounds are valid constants.
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
@@ -195,34 +241,13 @@ pub async fn run<O: Operation>(addr: SocketAddr, spec: &LoadSpec, ops: Vec<O>) -
         .map(|op| tokio::spawn(worker(addr, op, window, next.clone())))
         .collect();
 
-    let mut result = LoadResult {
-        label: spec.label.clone(),
-        concurrency: spec.concurrency,
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        window: Duration::ZERO,
-        latency_us: histogram(),
-        completed: 0,
-        server_cpu: None,
-    };
+    let mut result = LoadResult::empty(spec.label.clone(), spec.concurrency);
     for handle in workers {
-        let tally = match handle.await {
-            Ok(tally) => tally,
-            Err(join_error) => Tally {
-                completed: 0,
-                ok: 0,
-                errors: 1,
-                first_error: Some(format!("worker panicked: {join_error}")),
-                latency_us: histogram(),
-            },
-        };
-        result.completed += tally.completed;
-        result.ok += tally.ok;
-        result.errors += tally.errors;
-        result.first_error = result.first_error.or(tally.first_error);
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = result.latency_us.add(&tally.latency_us);
+        result.absorb(
+            handle
+                .await
+                .unwrap_or_else(|e| Tally::panicked(format!("worker panicked: {e}"))),
+        );
     }
     result.window = match spec.stop {
         Stop::Timed { measure, .. } => measure,
@@ -238,13 +263,7 @@ async fn worker<O: Operation>(
     next: Arc<AtomicU64>,
 ) -> Tally {
     let mut conn = Conn::new(addr);
-    let mut tally = Tally {
-        completed: 0,
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        latency_us: histogram(),
-    };
+    let mut tally = Tally::new();
     while Instant::now() < window.until {
         let seq = next.fetch_add(1, Ordering::Relaxed);
         if window.total.is_some_and(|total| seq >= total) {
@@ -298,13 +317,7 @@ pub async fn paced(
             let offset = interval * i as u32 / connections.max(1) as u32;
             tokio::spawn(async move {
                 let mut conn = Conn::new(addr);
-                let mut tally = Tally {
-                    completed: 0,
-                    ok: 0,
-                    errors: 0,
-                    first_error: None,
-                    latency_us: histogram(),
-                };
+                let mut tally = Tally::new();
                 // The connection is opened outside the measurement.
                 if let Err(err) = expect_success(&mut conn, &request, "probe warm-up").await {
                     tally.errors += 1;
@@ -344,33 +357,13 @@ pub async fn paced(
             })
         })
         .collect();
-    let mut result = LoadResult {
-        label: label.into(),
-        concurrency: connections,
-        ok: 0,
-        errors: 0,
-        first_error: None,
-        window: Duration::ZERO,
-        latency_us: histogram(),
-        completed: 0,
-        server_cpu: None,
-    };
+    let mut result = LoadResult::empty(label.into(), connections);
     for handle in workers {
-        match handle.await {
-            Ok(tally) => {
-                result.completed += tally.completed;
-                result.ok += tally.ok;
-                result.errors += tally.errors;
-                result.first_error = result.first_error.or(tally.first_error);
-                let _ = result.latency_us.add(&tally.latency_us);
-            }
-            Err(join_error) => {
-                result.errors += 1;
-                result
-                    .first_error
-                    .get_or_insert(format!("probe worker panicked: {join_error}"));
-            }
-        }
+        result.absorb(
+            handle
+                .await
+                .unwrap_or_else(|e| Tally::panicked(format!("probe worker panicked: {e}"))),
+        );
     }
     result.window = start.elapsed();
     result
