@@ -481,31 +481,22 @@ impl PasskeyService {
             Ceremony::SignIn => EventKind::PasskeySignInFailed,
         };
         let who = user_id.map_or_else(|| "unknown".to_owned(), |id| id.to_string());
+        let failure = |reason: String| {
+            log::warn!(
+                "passkey {} failed for user_id={who}: {reason}",
+                ceremony.as_str()
+            );
+            (
+                failure_kind,
+                reason,
+                ServiceError::PasskeyVerificationFailed,
+            )
+        };
         let (kind, detail, error) = match outcome {
             Ok(value) => return Ok(value),
             Err(Refusal::Service(err)) => return Err(err),
-            Err(Refusal::UnknownCredential(reason)) => {
-                log::warn!(
-                    "passkey {} failed for user_id={who}: {reason}",
-                    ceremony.as_str()
-                );
-                (
-                    failure_kind,
-                    reason.to_owned(),
-                    ServiceError::PasskeyVerificationFailed,
-                )
-            }
-            Err(Refusal::Failed(reason)) => {
-                log::warn!(
-                    "passkey {} failed for user_id={who}: {reason}",
-                    ceremony.as_str()
-                );
-                (
-                    failure_kind,
-                    reason,
-                    ServiceError::PasskeyVerificationFailed,
-                )
-            }
+            Err(Refusal::Failed(reason)) => failure(reason),
+            Err(Refusal::UnknownCredential(reason)) => failure(reason.to_owned()),
             Err(Refusal::Exists) => {
                 log::warn!(
                     "passkey registration refused: credential already registered (user_id={who})"
