@@ -347,7 +347,8 @@ async fn phases(
     sample(&server, "phase 1c (JWKS for the resource server)");
 
     println!("phase 1d: GET /users/profile vs GET /protected/basic");
-    let profile = phase_profile(settings, &server, &password_token, "A: ").await?;
+    let tokens = profile_tokens(settings, addr, prefix, &users).await?;
+    let profile = phase_profile(settings, &server, &tokens, "A: ").await?;
     sample(&server, "phase 1d (profile vs basic)");
 
     println!("phase 2: login vs argon2 ceiling");
@@ -512,14 +513,7 @@ async fn enroll_all(
 /// Sign-up, login, passkey registration, then one authentication for a full token.
 async fn enroll(addr: SocketAddr, username: String) -> Result<EnrolledUser, String> {
     let mut conn = Conn::new(addr);
-    let credentials = json!({"username": username, "password": PASSWORD});
-    call(
-        &mut conn,
-        &http::post_json("/auth/signup", None, &credentials),
-        "signup",
-    )
-    .await?;
-    let password_token = access_token(&call(&mut conn, &login_request(&username), "login").await?)?;
+    let password_token = sign_up(&mut conn, &username).await?;
     let token = Some(password_token.as_str());
 
     let options = call(
@@ -547,6 +541,18 @@ async fn enroll(addr: SocketAddr, username: String) -> Result<EnrolledUser, Stri
         full_token,
         passkey,
     })
+}
+
+/// Sign-up and login; returns the password-level access token.
+async fn sign_up(conn: &mut Conn, username: &str) -> Result<String, String> {
+    let credentials = json!({"username": username, "password": PASSWORD});
+    call(
+        conn,
+        &http::post_json("/auth/signup", None, &credentials),
+        "signup",
+    )
+    .await?;
+    access_token(&call(conn, &login_request(username), "login").await?)
 }
 
 /// One passkey ceremony: options, assertion, verify; returns the full token.
@@ -679,9 +685,14 @@ async fn run_on<O: Operation>(server: &Server, spec: &LoadSpec, ops: Vec<O>) -> 
 
 /// `concurrency` copies of one fixed request.
 fn fixed(request: &[u8], concurrency: usize) -> Vec<FixedRequest> {
-    let shared: Arc<[u8]> = Arc::from(request);
+    spread(&[request.to_vec()], concurrency)
+}
+
+/// `concurrency` workers, worker `i` sending `requests[i % len]`.
+fn spread(requests: &[Vec<u8>], concurrency: usize) -> Vec<FixedRequest> {
+    let shared: Vec<Arc<[u8]>> = requests.iter().map(|r| Arc::from(r.as_slice())).collect();
     (0..concurrency)
-        .map(|_| FixedRequest(shared.clone()))
+        .map(|i| FixedRequest(shared[i % shared.len()].clone()))
         .collect()
 }
 
@@ -689,21 +700,21 @@ fn guarded_request(full_token: &str) -> Vec<u8> {
     http::get("/protected/full", Some(full_token))
 }
 
-/// Rounds of alternating timed runs (one per request, `concurrency` copies
-/// of it), summed per request, so that a slow spell of the shared machine
-/// does not land on one route only. `cpu_time` is the server's CPU time so
-/// far, read around each run.
+/// Rounds of alternating timed runs (one per list of requests, connection
+/// `i` sending request `i` modulo the list's length), summed per run, so
+/// that a slow spell of the shared machine does not land on one route
+/// only. `cpu_time` is the server's CPU time so far, read around each run.
 async fn alternate<const N: usize>(
     settings: &Settings,
     addr: SocketAddr,
-    runs: [(&str, Vec<u8>); N],
+    runs: [(&str, Vec<Vec<u8>>); N],
     concurrency: usize,
     cpu_time: impl Fn() -> Option<Duration>,
 ) -> [LoadResult; N] {
     const ROUNDS: u32 = 3;
     let mut totals: Vec<LoadResult> = Vec::with_capacity(N);
     for round in 0..ROUNDS {
-        for (i, (label, request)) in runs.iter().enumerate() {
+        for (i, (label, requests)) in runs.iter().enumerate() {
             let spec = LoadSpec {
                 label: (*label).into(),
                 concurrency,
@@ -713,7 +724,7 @@ async fn alternate<const N: usize>(
                 },
             };
             let before = cpu_time();
-            let mut result = driver::run(addr, &spec, fixed(request, concurrency)).await;
+            let mut result = driver::run(addr, &spec, spread(requests, concurrency)).await;
             result.server_cpu = before
                 .zip(cpu_time())
                 .map(|(before, after)| after.saturating_sub(before));
@@ -743,17 +754,20 @@ async fn phase_guarded_vs_bare(
     password_token: &str,
 ) -> [LoadResult; 4] {
     let runs = [
-        ("bare GET /healthz", http::get("/healthz", None)),
+        ("bare GET /healthz", vec![http::get("/healthz", None)]),
         // Diagnostic: the bare route with the guarded request's bytes, to
         // tell the cost of a bigger request from the cost of the token check.
         (
             "bare GET /healthz + bearer header",
-            http::get("/healthz", Some(full_token)),
+            vec![http::get("/healthz", Some(full_token))],
         ),
-        ("guarded GET /protected/full", guarded_request(full_token)),
+        (
+            "guarded GET /protected/full",
+            vec![guarded_request(full_token)],
+        ),
         (
             "guarded GET /protected/basic",
-            http::get("/protected/basic", Some(password_token)),
+            vec![http::get("/protected/basic", Some(password_token))],
         ),
     ];
     alternate(settings, server.addr, runs, settings.connections, || {
@@ -800,8 +814,8 @@ async fn phase_es256(
         key.kid
     );
     let runs = [
-        ("E: bare GET /healthz", http::get("/healthz", None)),
-        ("E: guarded GET /protected/basic", guarded),
+        ("E: bare GET /healthz", vec![http::get("/healthz", None)]),
+        ("E: guarded GET /protected/basic", vec![guarded]),
     ];
     let [bare, guarded] = alternate(settings, server.addr, runs, settings.connections, || {
         server.cpu_time()
@@ -844,8 +858,11 @@ async fn phase_resource_server(
     }
     drop(conn);
     let runs = [
-        ("payments: bare GET /health", http::get("/health", None)),
-        ("payments: guarded GET /balance", balance),
+        (
+            "payments: bare GET /health",
+            vec![http::get("/health", None)],
+        ),
+        ("payments: guarded GET /balance", vec![balance]),
     ];
     let [bare, guarded] = alternate(settings, server.addr, runs, settings.connections, || {
         server.cpu_time()
@@ -863,40 +880,75 @@ async fn phase_resource_server(
 }
 
 /// Phase 1d (and 8): `GET /users/profile`, which reads the caller's
-/// account, against `GET /protected/basic`, the guard alone, with the same
-/// token, alternating; setup checks the profile is the token's user.
-/// `name` prefixes the runs' console labels.
+/// account, against `GET /protected/basic`, the guard alone, alternating.
+/// Each connection sends the tokens of a user of its own (`tokens`, one per
+/// connection), in both runs: the server reads as many accounts at once as
+/// it has requests, as it would for that many users. Setup checks that each
+/// profile is its token's user. `name` prefixes the runs' console labels.
 async fn phase_profile(
     settings: &Settings,
     server: &Server,
-    token: &str,
+    tokens: &[String],
     name: &str,
 ) -> Result<ProfileRun, String> {
-    let profile = http::get("/users/profile", Some(token));
     let mut conn = Conn::new(server.addr);
-    let answer = call(&mut conn, &profile, "/users/profile (setup)").await?;
-    if answer["username"].as_str() != claim(token, "username").as_deref() {
-        return Err(format!(
-            "/users/profile answered for someone else: {answer}"
-        ));
+    let mut profiles = Vec::with_capacity(tokens.len());
+    for token in tokens {
+        let profile = http::get("/users/profile", Some(token));
+        let answer = call(&mut conn, &profile, "/users/profile (setup)").await?;
+        if answer["username"].as_str() != claim(token, "username").as_deref() {
+            return Err(format!(
+                "/users/profile answered for someone else: {answer}"
+            ));
+        }
+        profiles.push(profile);
     }
     drop(conn);
     let labels = [
         format!("{name}GET /users/profile"),
         format!("{name}GET /protected/basic"),
     ];
-    let runs = [
-        (labels[0].as_str(), profile),
-        (
-            labels[1].as_str(),
-            http::get("/protected/basic", Some(token)),
-        ),
-    ];
-    let [profile, basic] = alternate(settings, server.addr, runs, settings.connections, || {
+    let basics = tokens
+        .iter()
+        .map(|token| http::get("/protected/basic", Some(token)))
+        .collect();
+    let runs = [(labels[0].as_str(), profiles), (labels[1].as_str(), basics)];
+    let [profile, basic] = alternate(settings, server.addr, runs, tokens.len(), || {
         server.cpu_time()
     })
     .await;
     Ok(ProfileRun { profile, basic })
+}
+
+/// Password-level tokens of `settings.connections` distinct users, for
+/// phase 1d's pair: the enrolled users', then as many more users as it
+/// takes, signed up and logged in (no passkey).
+async fn profile_tokens(
+    settings: &Settings,
+    addr: SocketAddr,
+    prefix: &str,
+    users: &[EnrolledUser],
+) -> Result<Vec<String>, String> {
+    let mut tokens: Vec<String> = users
+        .iter()
+        .take(settings.connections)
+        .map(|u| u.password_token.clone())
+        .collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(4));
+    let tasks: Vec<_> = (tokens.len()..settings.connections)
+        .map(|i| {
+            let username = format!("{prefix}-p{i}");
+            let permits = permits.clone();
+            tokio::spawn(async move {
+                let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+                sign_up(&mut Conn::new(addr), &username).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokens.push(task.await.map_err(|e| format!("sign-up task: {e}"))??);
+    }
+    Ok(tokens)
 }
 
 async fn run_login(settings: &Settings, server: &Server, request: &[u8], n: usize) -> LoadResult {
@@ -1802,12 +1854,8 @@ async fn measure_postgres(
         settings.ceremony_workers
     );
     let users = enroll_all(server.addr, prefix, settings.ceremony_workers).await?;
-    let token = users
-        .first()
-        .ok_or("no users were enrolled on server P")?
-        .password_token
-        .clone();
-    let profile = phase_profile(settings, &server, &token, "P: ").await?;
+    let tokens = profile_tokens(settings, server.addr, prefix, &users).await?;
+    let profile = phase_profile(settings, &server, &tokens, "P: ").await?;
     let ceremonies = phase_ceremonies(settings, &server, &users).await;
     let sign_ins = phase_sign_ins(settings, &server, &users).await?;
     let options = phase_options_alone(settings, &server, &users).await;

@@ -1,6 +1,7 @@
 //! Diesel queries and nothing else, one file per table. Every call runs on
 //! the blocking thread pool, never on the async workers.
 
+pub mod batched;
 pub mod events;
 pub mod passkeys;
 pub mod recovery_codes;
@@ -8,6 +9,8 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -18,12 +21,16 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use crate::db::{is_connection_loss, AnyConnection, ConnectionLost, DbPool};
 use crate::schema::users as user_rows;
 
+pub use batched::{BatchCounts, Batched};
 pub use events::{EventRecord, EventRepository};
 pub use passkeys::{PasskeyRecord, PasskeyRepository};
 pub use recovery_codes::{CodeSet, RecoveryCodeRecord, RecoveryCodeRepository};
 pub use sessions::{SessionRecord, SessionRepository};
 pub use signing_keys::{SigningKeyRecord, SigningKeyRepository};
 pub use users::{AccountRecord, UserRecord, UserRepository};
+
+/// Keys in one batched read at most: bounds a statement's parameters.
+const BATCH_MAX_KEYS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
@@ -47,6 +54,20 @@ impl From<DieselError> for RepoError {
             }
             lost if is_connection_loss(&lost) => RepoError::Unavailable(lost.to_string()),
             other => RepoError::Query(other),
+        }
+    }
+}
+
+impl RepoError {
+    /// The same failure for another caller: what several readers of one
+    /// batch each get (the database's own error is not `Clone`, so a
+    /// failed statement reaches them as its message).
+    pub fn copy(&self) -> RepoError {
+        match self {
+            RepoError::AlreadyExists => RepoError::AlreadyExists,
+            RepoError::Unavailable(cause) => RepoError::Unavailable(cause.clone()),
+            RepoError::Query(err) => RepoError::Blocking(format!("batched read failed: {err}")),
+            RepoError::Blocking(cause) => RepoError::Blocking(cause.clone()),
         }
     }
 }
@@ -85,7 +106,12 @@ pub struct Database {
     writer: WriteLock,
     /// Queries waiting for a connection now (r2d2 does not tell).
     waiting: Arc<AtomicUsize>,
+    /// The counts of each kind of batched read made on this pool, by name.
+    batched: Arc<Mutex<Vec<NamedCounts>>>,
 }
+
+/// The counts of one kind of batched read, by its metrics name.
+type NamedCounts = (&'static str, Arc<BatchCounts>);
 
 /// SQLite's one writer, taken in this process (see [`Database`]); a no-op
 /// on PostgreSQL, whose writers wait for each other row by row.
@@ -119,7 +145,21 @@ impl Database {
             turns: Arc::new(tokio::sync::Semaphore::new(connections)),
             writer: WriteLock::default(),
             waiting: Arc::default(),
+            batched: Arc::default(),
         }
+    }
+
+    /// Each kind of batched read (see [`Database::batched`]) with its
+    /// (reads answered, batches loaded) so far, for the metrics.
+    pub fn batched_reads(&self) -> Vec<(&'static str, u64, u64)> {
+        let kinds = self.batched.lock().unwrap_or_else(|e| e.into_inner());
+        kinds
+            .iter()
+            .map(|(name, counts)| {
+                let (reads, batches) = counts.get();
+                (*name, reads, batches)
+            })
+            .collect()
     }
 
     pub fn pool_status(&self) -> PoolStatus {
@@ -129,6 +169,38 @@ impl Database {
             idle: state.idle_connections,
             waiting: self.waiting.load(Ordering::Relaxed),
         }
+    }
+
+    /// A read by key, batched (see [`Batched`]): `load` reads the values of
+    /// a batch of distinct keys on one pooled connection, in one blocking
+    /// trip. At most half the pool's connections serve one kind of batched
+    /// read at once, so the other queries keep theirs. `name` labels its
+    /// counts in the metrics.
+    pub fn batched<K, V, F>(&self, name: &'static str, load: F) -> Batched<K, V>
+    where
+        K: Eq + Hash + Clone + Send + 'static,
+        V: Clone + Send + 'static,
+        F: Fn(&mut AnyConnection, Vec<K>) -> QueryResult<HashMap<K, V>>
+            + Copy
+            + Send
+            + Sync
+            + 'static,
+    {
+        let db = self.clone();
+        let limit = (self.pool.max_size() as usize / 2).max(1);
+        let reads = Batched::new(
+            limit,
+            BATCH_MAX_KEYS,
+            Arc::new(move |keys| {
+                let db = db.clone();
+                Box::pin(async move { db.run(move |conn| Ok(load(conn, keys)?)).await })
+            }),
+        );
+        self.batched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name, reads.counts()));
+        reads
     }
 
     /// A round trip to the database (for `/readyz`).

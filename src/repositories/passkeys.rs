@@ -1,13 +1,15 @@
 //! The `passkeys` table. Every query that takes a passkey id also takes the
 //! owner's user id, so no query can touch another user's passkey.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
-use super::{lock_user_on, Database, RepoError};
+use super::{lock_user_on, Batched, Database, RepoError};
 use crate::db::AnyConnection;
 use crate::schema::passkeys;
 
@@ -58,11 +60,13 @@ pub enum Enrolment {
 #[derive(Clone)]
 pub struct PasskeyRepository {
     db: Database,
+    owned: Batched<String, Vec<PasskeyRecord>>,
 }
 
 impl PasskeyRepository {
     pub fn new(db: Database) -> Self {
-        PasskeyRepository { db }
+        let owned = db.batched("passkeys", owned_on);
+        PasskeyRepository { db, owned }
     }
 
     /// Enrols a passkey with its event, under the enrolment rule: an
@@ -126,16 +130,10 @@ impl PasskeyRepository {
             .await
     }
 
+    /// The user's passkeys, oldest first, read in a batch with the other
+    /// such reads waiting then (see [`Batched`]).
     pub async fn list_for_user(&self, user_id: String) -> Result<Vec<PasskeyRecord>, RepoError> {
-        self.db
-            .run(move |conn| {
-                Ok(passkeys::table
-                    .filter(passkeys::user_id.eq(user_id))
-                    .order((passkeys::created_at.asc(), passkeys::id.asc()))
-                    .select(PasskeyRecord::as_select())
-                    .load(conn)?)
-            })
-            .await
+        Ok(self.owned.get(user_id).await?.unwrap_or_default())
     }
 
     pub async fn find_by_credential_for_user(
@@ -357,4 +355,30 @@ impl PasskeyRepository {
             })
             .await
     }
+}
+
+/// The passkeys of each of `user_ids` that has any, oldest first.
+fn owned_on(
+    conn: &mut AnyConnection,
+    user_ids: Vec<String>,
+) -> QueryResult<HashMap<String, Vec<PasskeyRecord>>> {
+    let rows: Vec<PasskeyRecord> = if let [user_id] = user_ids.as_slice() {
+        // One user: a statement Diesel keeps prepared.
+        passkeys::table
+            .filter(passkeys::user_id.eq(user_id))
+            .order((passkeys::created_at.asc(), passkeys::id.asc()))
+            .select(PasskeyRecord::as_select())
+            .load(conn)?
+    } else {
+        passkeys::table
+            .filter(passkeys::user_id.eq_any(&user_ids))
+            .order((passkeys::created_at.asc(), passkeys::id.asc()))
+            .select(PasskeyRecord::as_select())
+            .load(conn)?
+    };
+    let mut owned: HashMap<String, Vec<PasskeyRecord>> = HashMap::new();
+    for row in rows {
+        owned.entry(row.user_id.clone()).or_default().push(row);
+    }
+    Ok(owned)
 }

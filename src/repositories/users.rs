@@ -1,12 +1,15 @@
 //! The `users` table.
 
+use std::collections::HashMap;
+
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
 use super::recovery_codes::delete_all_on;
 use super::sessions::{end_on, Ended, SessionEnding};
-use super::{lock_user_on, Database, RepoError};
+use super::{lock_user_on, Batched, Database, RepoError};
+use crate::db::AnyConnection;
 use crate::schema::{auth_events, passkeys, recovery_codes, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -32,11 +35,13 @@ pub struct AccountRecord {
 #[derive(Clone)]
 pub struct UserRepository {
     db: Database,
+    accounts: Batched<String, AccountRecord>,
 }
 
 impl UserRepository {
     pub fn new(db: Database) -> Self {
-        UserRepository { db }
+        let accounts = db.batched("accounts", accounts_on);
+        UserRepository { db, accounts }
     }
 
     /// Inserts a user and the event recording it, together; a taken
@@ -79,34 +84,11 @@ impl UserRepository {
             .await
     }
 
-    /// The user with how many passkeys and recovery codes they hold, in one
-    /// query (what `/auth/me` and `/users/profile` show).
+    /// The user with how many passkeys and recovery codes they hold (what
+    /// `/auth/me` and `/users/profile` show), read in a batch with the
+    /// other reads of accounts waiting then (see [`Batched`]).
     pub async fn find_account(&self, id: String) -> Result<Option<AccountRecord>, RepoError> {
-        self.db
-            .run(move |conn| {
-                // Subselects on the bound id (not on `users.id`): Diesel
-                // then prepares the statement once per connection and keeps
-                // it, where an SQL fragment would be parsed on every call.
-                let passkey_count = passkeys::table
-                    .filter(passkeys::user_id.eq(id.clone()))
-                    .count()
-                    .single_value();
-                let code_count = recovery_codes::table
-                    .filter(recovery_codes::user_id.eq(id.clone()))
-                    .count()
-                    .single_value();
-                let row = users::table
-                    .find(id)
-                    .select((UserRecord::as_select(), passkey_count, code_count))
-                    .first::<(UserRecord, Option<i64>, Option<i64>)>(conn)
-                    .optional()?;
-                Ok(row.map(|(user, passkeys, recovery_codes)| AccountRecord {
-                    user,
-                    passkeys: passkeys.unwrap_or(0),
-                    recovery_codes: recovery_codes.unwrap_or(0),
-                }))
-            })
-            .await
+        self.accounts.get(id).await
     }
 
     /// Stores a new password hash with its event, and ends the sessions
@@ -253,4 +235,72 @@ impl UserRepository {
             })
             .await
     }
+}
+
+/// The accounts of `ids` with their counts. One id (a batch of one: the
+/// server is not busy) takes one statement with its counts as subselects
+/// on the bound id, which Diesel prepares once per connection and keeps;
+/// more take three statements for the lot.
+fn accounts_on(
+    conn: &mut AnyConnection,
+    ids: Vec<String>,
+) -> QueryResult<HashMap<String, AccountRecord>> {
+    if let [id] = ids.as_slice() {
+        let passkey_count = passkeys::table
+            .filter(passkeys::user_id.eq(id))
+            .count()
+            .single_value();
+        let code_count = recovery_codes::table
+            .filter(recovery_codes::user_id.eq(id))
+            .count()
+            .single_value();
+        let row = users::table
+            .find(id)
+            .select((UserRecord::as_select(), passkey_count, code_count))
+            .first::<(UserRecord, Option<i64>, Option<i64>)>(conn)
+            .optional()?;
+        return Ok(row
+            .map(|(user, passkeys, recovery_codes)| {
+                let account = AccountRecord {
+                    user,
+                    passkeys: passkeys.unwrap_or(0),
+                    recovery_codes: recovery_codes.unwrap_or(0),
+                };
+                (account.user.id.clone(), account)
+            })
+            .into_iter()
+            .collect());
+    }
+    let found: Vec<UserRecord> = users::table
+        .filter(users::id.eq_any(&ids))
+        .select(UserRecord::as_select())
+        .load(conn)?;
+    let passkey_counts: HashMap<String, i64> = passkeys::table
+        .filter(passkeys::user_id.eq_any(&ids))
+        .group_by(passkeys::user_id)
+        .select((passkeys::user_id, diesel::dsl::count(passkeys::id)))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
+    let code_counts: HashMap<String, i64> = recovery_codes::table
+        .filter(recovery_codes::user_id.eq_any(&ids))
+        .group_by(recovery_codes::user_id)
+        .select((
+            recovery_codes::user_id,
+            diesel::dsl::count(recovery_codes::id),
+        ))
+        .load::<(String, i64)>(conn)?
+        .into_iter()
+        .collect();
+    Ok(found
+        .into_iter()
+        .map(|user| {
+            let account = AccountRecord {
+                passkeys: passkey_counts.get(&user.id).copied().unwrap_or(0),
+                recovery_codes: code_counts.get(&user.id).copied().unwrap_or(0),
+                user,
+            };
+            (account.user.id.clone(), account)
+        })
+        .collect())
 }

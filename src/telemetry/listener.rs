@@ -41,6 +41,9 @@ impl Scrape {
         state.pool_in_use.set(f64::from(pool.in_use));
         state.pool_idle.set(f64::from(pool.idle));
         state.pool_waiting.set(pool.waiting as f64);
+        for (read, reads, batches) in self.sources.db.batched_reads() {
+            self.metrics.batched_reads(read, reads, batches);
+        }
         state
             .hash_queue_depth
             .set(self.sources.hashing.queue_depth() as f64);

@@ -33,6 +33,8 @@ pub const HASH_DURATION_BUCKETS: &[f64] =
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
 pub const PASSWORD_HASH_DURATION: &str = "password_hash_duration_seconds";
+pub const BATCHED_READS: &str = "db_batched_reads_total";
+pub const READ_BATCHES: &str = "db_read_batches_total";
 
 /// How an authentication attempt ended: a small fixed set, never anything
 /// the client sent (label values are series, and they are read by people
@@ -227,6 +229,16 @@ impl Metrics {
             "Queries waiting for a database connection.",
         );
         describe(
+            BATCHED_READS,
+            None,
+            "Hot reads by key (accounts, a user's passkeys) answered, by kind.",
+        );
+        describe(
+            READ_BATCHES,
+            None,
+            "Trips to the database that answered those reads: reads that arrive while the pool is busy go together.",
+        );
+        describe(
             "challenge_store_entries",
             None,
             "Ceremony challenges held in process.",
@@ -305,6 +317,14 @@ impl Metrics {
             },
             duration: histogram(&self.inner, HTTP_DURATION, labels),
         }
+    }
+
+    /// `db_batched_reads_total{read}` and `db_read_batches_total{read}`,
+    /// set from the pool's counts at a scrape: how many reads of that kind
+    /// were answered, in how many trips to the database.
+    pub fn batched_reads(&self, read: &'static str, reads: u64, batches: u64) {
+        counter(&self.inner, BATCHED_READS, &[("read", read)]).absolute(reads);
+        counter(&self.inner, READ_BATCHES, &[("read", read)]).absolute(batches);
     }
 
     /// `redis_up`: registered by the first scrape of an app with Redis, so

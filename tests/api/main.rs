@@ -9,6 +9,7 @@ mod helpers;
 mod abuse;
 mod account;
 mod auth;
+mod batching;
 mod details;
 mod events;
 mod fuzz;

@@ -23,7 +23,7 @@ const METRICS_AND_SMALL_LIMITS: [(&str, &str); 3] = [
 
 /// One scrape: the content type, and each sample line as
 /// `name{labels}` → value.
-async fn scrape(app: &TestApp) -> BTreeMap<String, f64> {
+pub async fn scrape(app: &TestApp) -> BTreeMap<String, f64> {
     let base = app.metrics_base.as_deref().expect("metrics are on");
     let res = reqwest::get(format!("{base}/metrics")).await.unwrap();
     assert_eq!(res.status(), 200);
@@ -42,7 +42,7 @@ async fn scrape(app: &TestApp) -> BTreeMap<String, f64> {
         .collect()
 }
 
-fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
+pub fn value(samples: &BTreeMap<String, f64>, series: &str) -> f64 {
     *samples
         .get(series)
         .unwrap_or_else(|| panic!("no sample {series} in {samples:#?}"))
