@@ -7,8 +7,12 @@ use super::{Database, RepoError};
 use crate::db::AnyConnection;
 use crate::schema::auth_events;
 
+/// An audit event. Its `None`s are stored as `NULL` (no column of the
+/// schema has a default), which keeps the insert one statement Diesel can
+/// prepare once and reuse: rendered with `DEFAULT`, as by default, it would
+/// be prepared again on every insert. The other records do the same.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = auth_events)]
+#[diesel(table_name = auth_events, treat_none_as_default_value = false)]
 pub struct EventRecord {
     pub id: String,
     pub user_id: Option<String>,

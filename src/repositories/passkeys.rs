@@ -14,7 +14,7 @@ use crate::db::AnyConnection;
 use crate::schema::passkeys;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = passkeys)]
+#[diesel(table_name = passkeys, treat_none_as_default_value = false)]
 pub struct PasskeyRecord {
     pub id: String,
     pub user_id: String,

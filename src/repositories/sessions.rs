@@ -9,7 +9,7 @@ use crate::db::AnyConnection;
 use crate::schema::{refresh_tokens, sessions};
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = sessions)]
+#[diesel(table_name = sessions, treat_none_as_default_value = false)]
 pub struct SessionRecord {
     pub id: String,
     pub user_id: String,
@@ -28,7 +28,7 @@ pub struct SessionRecord {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
-#[diesel(table_name = refresh_tokens)]
+#[diesel(table_name = refresh_tokens, treat_none_as_default_value = false)]
 pub struct RefreshTokenRecord {
     pub token_hash: String,
     pub session_id: String,

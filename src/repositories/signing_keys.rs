@@ -7,7 +7,7 @@ use super::{Database, RepoError};
 use crate::schema::signing_keys;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = signing_keys)]
+#[diesel(table_name = signing_keys, treat_none_as_default_value = false)]
 pub struct SigningKeyRecord {
     pub kid: String,
     pub generation: i64,
