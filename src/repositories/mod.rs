@@ -4,6 +4,7 @@
 pub mod batched;
 pub mod events;
 pub mod passkeys;
+pub mod prepared;
 pub mod recovery_codes;
 pub mod sessions;
 pub mod signing_keys;

@@ -7,6 +7,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
+use super::prepared::Prepared;
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Batched, Database, RepoError};
@@ -286,18 +287,20 @@ fn record_use_on(
     event: &EventRecord,
 ) -> Result<bool, diesel::result::Error> {
     conn.transaction(|conn| {
-        let updated = diesel::update(
-            passkeys::table
-                .filter(passkeys::id.eq(used.id))
-                .filter(passkeys::sign_count.eq(used.expected_sign_count)),
+        let updated = Prepared(
+            diesel::update(
+                passkeys::table
+                    .filter(passkeys::id.eq(used.id))
+                    .filter(passkeys::sign_count.eq(used.expected_sign_count)),
+            )
+            .set((
+                passkeys::sign_count.eq(used.sign_count),
+                passkeys::credential.eq(used.credential),
+                passkeys::backup_eligible.eq(used.backup_eligible),
+                passkeys::backup_state.eq(used.backup_state),
+                passkeys::last_used_at.eq(Some(used.used_at)),
+            )),
         )
-        .set((
-            passkeys::sign_count.eq(used.sign_count),
-            passkeys::credential.eq(used.credential),
-            passkeys::backup_eligible.eq(used.backup_eligible),
-            passkeys::backup_state.eq(used.backup_state),
-            passkeys::last_used_at.eq(Some(used.used_at)),
-        ))
         .execute(conn)?;
         if updated == 1 {
             insert_on(conn, event)?;

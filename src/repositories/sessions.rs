@@ -4,6 +4,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::events::{insert_on, EventRecord};
+use super::prepared::Prepared;
 use super::{lock_user_on, Database, RepoError};
 use crate::db::AnyConnection;
 use crate::schema::{refresh_tokens, sessions};
@@ -146,12 +147,14 @@ impl SessionRepository {
                     // SQLite's write lock, which a transaction that read
                     // first could not take later under concurrency (SQLite
                     // refuses that upgrade at once instead of waiting).
-                    let swapped = diesel::update(
-                        refresh_tokens::table
-                            .filter(refresh_tokens::token_hash.eq(&request.presented_hash))
-                            .filter(refresh_tokens::rotated_at.is_null()),
+                    let swapped = Prepared(
+                        diesel::update(
+                            refresh_tokens::table
+                                .filter(refresh_tokens::token_hash.eq(&request.presented_hash))
+                                .filter(refresh_tokens::rotated_at.is_null()),
+                        )
+                        .set(refresh_tokens::rotated_at.eq(Some(now))),
                     )
-                    .set(refresh_tokens::rotated_at.eq(Some(now)))
                     .execute(conn)?;
                     let found: Option<(RefreshTokenRecord, SessionRecord)> = refresh_tokens::table
                         .inner_join(sessions::table)
@@ -187,15 +190,14 @@ impl SessionRepository {
                         })
                         .execute(conn)?;
                     let refresh_expires_at = (now + request.refresh_ttl).min(session.expires_at);
-                    diesel::update(sessions::table.find(&session.id))
-                        .set((
-                            sessions::generation.eq(generation),
-                            sessions::last_seen_at.eq(now),
-                            sessions::refresh_expires_at.eq(refresh_expires_at),
-                            sessions::client_ip.eq(&request.client_ip),
-                            sessions::user_agent.eq(&request.user_agent),
-                        ))
-                        .execute(conn)?;
+                    Prepared(diesel::update(sessions::table.find(&session.id)).set((
+                        sessions::generation.eq(generation),
+                        sessions::last_seen_at.eq(now),
+                        sessions::refresh_expires_at.eq(refresh_expires_at),
+                        sessions::client_ip.eq(&request.client_ip),
+                        sessions::user_agent.eq(&request.user_agent),
+                    )))
+                    .execute(conn)?;
                     Ok(Rotation::Rotated(SessionRecord {
                         generation,
                         last_seen_at: now,
@@ -320,12 +322,14 @@ impl SessionRepository {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
-                    let open = diesel::update(
-                        users::table
-                            .find(&session.user_id)
-                            .filter(users::locked_at.is_null()),
+                    let open = Prepared(
+                        diesel::update(
+                            users::table
+                                .find(&session.user_id)
+                                .filter(users::locked_at.is_null()),
+                        )
+                        .set(users::locked_at.eq(users::locked_at)),
                     )
-                    .set(users::locked_at.eq(users::locked_at))
                     .execute(conn)?;
                     if open == 0 {
                         let exists: Option<String> = users::table
