@@ -2295,20 +2295,25 @@ fn before_and_after(r: &Results) -> String {
     let beyond = r
         .step_up_breakdown()
         .map_or("n/a".into(), |b| format!("{:.1} µs", b.beyond_us()));
-    let rows: [(&str, &str, String); 11] = [
+    let pg_step_up = match &r.postgres {
+        PostgresOutcome::Measured(p) => us(&p.ceremonies),
+        PostgresOutcome::Skipped(_) => "skipped".into(),
+        PostgresOutcome::Failed(_) => "failed".into(),
+    };
+    let rows: [(&str, &str, String); 13] = [
         (
             "`GET /users/profile` / `GET /protected/basic`, PostgreSQL (target ≥ 0.25)",
-            "0.06 (4343 vs 70292 req/s)",
+            "0.06 (3047 vs 54376 req/s)",
             profile_pg,
         ),
         (
             "`GET /users/profile`, PostgreSQL: server CPU per request",
-            "222.6 µs",
+            "305.9 µs",
             profile_pg_us,
         ),
         (
             "`GET /users/profile` / `GET /protected/basic`, SQLite",
-            "0.21 (13366 vs 63558 req/s)",
+            "0.22 (15375 vs 69953 req/s)",
             format!(
                 "{:.2} ({:.0} vs {:.0} req/s)",
                 r.profile.ratio(),
@@ -2318,47 +2323,57 @@ fn before_and_after(r: &Results) -> String {
         ),
         (
             "`GET /users/profile`, SQLite: server CPU per request",
-            "124.7 µs",
+            "110.0 µs",
             us(&r.profile.profile),
         ),
         (
             "step-up, SQLite: server CPU per ceremony",
-            "798.7 µs",
+            "1021.4 µs",
             us(&r.ceremonies),
         ),
         (
             "step-up, SQLite: beyond the P-256 verification (target ≤ 250 µs)",
-            "520.7 µs",
+            "740.8 µs",
             beyond,
         ),
         (
+            "step-up options alone, SQLite: server CPU per request",
+            "122.4 µs",
+            us(&r.options.step_up),
+        ),
+        (
             "step-up ceremonies/s, SQLite",
-            "1827",
+            "1338",
             format!("{:.0}", r.ceremonies.rate()),
         ),
         (
             "step-up p99, SQLite",
-            "35.87 ms",
+            "46.40 ms",
             format!("{:.2} ms", r.ceremonies.p99_ms()),
         ),
         (
+            "step-up, PostgreSQL: server CPU per ceremony",
+            "1376.2 µs",
+            pg_step_up,
+        ),
+        (
             "sign-ins/s, SQLite (server CPU each)",
-            "1171 (1337.8 µs)",
+            "942 (1556.8 µs)",
             format!("{:.0} ({})", r.sign_ins.rate(), us(&r.sign_ins)),
         ),
         (
             "`POST /auth/refresh`, SQLite: server CPU each",
-            "509.0 µs",
+            "596.7 µs",
             us(&r.refresh),
         ),
         (
             "`POST /auth/refresh` p99, SQLite",
-            "56.67 ms",
+            "59.04 ms",
             format!("{:.2} ms", r.refresh.p99_ms()),
         ),
     ];
     let mut t = String::from(
-        "| measurement | before: commit 518ca5e, this benchmark, 18:49 UTC | this run (after) |\n|---|---|---|\n",
+        "| measurement | before: commit 518ca5e, this benchmark, 21:03 UTC | this run (after) |\n|---|---|---|\n",
     );
     for (what, before, after) in rows {
         let _ = writeln!(t, "| {what} | {before} | {after} |");
@@ -2374,9 +2389,14 @@ const BEFORE: &str = "\
 **Earlier measurements, not this run's**, kept for the before/after comparison; the figures \
 above are this run's (after).
 
-- This benchmark, unchanged, run at 18:49 UTC on 2026-12-01 on this machine against the server \
+- This benchmark, unchanged, run at 21:03 UTC on 2026-12-01 on this machine against the server \
 built from commit 518ca5e (before the work on the database paths: `BENCH_SERVER_BIN` set to \
-that build, everything else as in this run). The table below sets its figures beside this run's.
+that build, everything else as in this run), just before this run. The table below sets its \
+figures beside this run's. The machine's speed drifts by a quarter over an hour (one argon2id \
+hash took 14 to 23 ms in runs of the same afternoon), so a before measured in another hour is \
+not comparable: this one was measured in the same half hour as the after. An earlier \
+measurement of the same commit, at 18:49 UTC, gave 0.06 for the profile ratio on PostgreSQL, \
+798.7 µs per step-up and 520.7 µs beyond the P-256 verification.
 
 - `cargo bench --bench load`, the BENCHMARKS.md committed on 2026-12-01 at 15:20 UTC (server \
 A on SQLite, the same 2-core machine): passkey step-up ceremony 1835 ceremony/s at 743.7 µs of \
