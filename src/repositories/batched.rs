@@ -139,13 +139,18 @@ where
 
     /// Runs batches until no reader waits.
     async fn run(self: Arc<Self>) {
+        let mut running = Running(Some(self.clone()));
         loop {
             let batch = {
                 let mut queue = self.lock();
                 // Readers whose requests were dropped need no answer.
                 queue.waiting.retain(|(_, answer)| !answer.is_closed());
                 if queue.waiting.is_empty() {
+                    // Under the lock that readers queue under: a reader
+                    // that comes after this sees a free place and starts
+                    // a batch of its own.
                     queue.running -= 1;
+                    running.0 = None;
                     return;
                 }
                 let take = queue.waiting.len().min(self.max_keys);
@@ -175,6 +180,49 @@ where
                 }
             }
         }
+    }
+}
+
+/// A running batch loop's place, given back if the loop ends other than
+/// by finding no reader (a panic in a loader, the runtime shutting down):
+/// the readers still waiting get a new loop if a runtime is there to run
+/// it, and the place is free for later readers either way.
+struct Running<K, V>(Option<Arc<Shared<K, V>>>)
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Clone + Send + 'static;
+
+impl<K, V> Drop for Running<K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    fn drop(&mut self) {
+        let Some(shared) = self.0.take() else {
+            return;
+        };
+        let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        queue.running -= 1;
+        if queue.waiting.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            queue.running += 1;
+            drop(queue);
+            runtime.spawn(shared.restart());
+        }
+    }
+}
+
+impl<K, V> Shared<K, V>
+where
+    K: Eq + Hash + Clone + Send + 'static,
+    V: Clone + Send + 'static,
+{
+    /// The loop again, for [`Running`]'s drop: boxed, as the future's type
+    /// would otherwise contain itself.
+    fn restart(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(self.run())
     }
 }
 
@@ -327,6 +375,28 @@ mod tests {
             Err(RepoError::Unavailable(cause)) if cause == "down"
         ));
         assert_eq!(second.await.unwrap().unwrap(), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_loader_that_panics_fails_its_readers_and_frees_its_place() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let load: BatchLoader<u32, u32> = {
+            let calls = calls.clone();
+            Arc::new(move |keys: Vec<u32>| {
+                if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                    panic!("a loader bug");
+                }
+                Box::pin(async move { Ok(keys.into_iter().map(|k| (k, k)).collect()) })
+            })
+        };
+        let reads = Batched::new(1, 64, load);
+        let first = reads.get(1).await;
+        assert!(matches!(first, Err(RepoError::Blocking(_))), "{first:?}");
+        // The one place was given back: the next read is answered.
+        let next = tokio::time::timeout(Duration::from_secs(5), reads.get(2))
+            .await
+            .expect("a read after the panic was never answered");
+        assert_eq!(next.unwrap(), Some(2));
     }
 
     #[tokio::test]
