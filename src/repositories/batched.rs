@@ -137,6 +137,12 @@ where
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The loop again, for [`Running`]'s drop: boxed, as the future's type
+    /// would otherwise contain itself.
+    fn restart(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        Box::pin(self.run())
+    }
+
     /// Runs batches until no reader waits.
     async fn run(self: Arc<Self>) {
         let mut running = Running(Some(self.clone()));
@@ -201,7 +207,7 @@ where
         let Some(shared) = self.0.take() else {
             return;
         };
-        let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut queue = shared.lock();
         queue.running -= 1;
         if queue.waiting.is_empty() {
             return;
@@ -211,18 +217,6 @@ where
             drop(queue);
             runtime.spawn(shared.restart());
         }
-    }
-}
-
-impl<K, V> Shared<K, V>
-where
-    K: Eq + Hash + Clone + Send + 'static,
-    V: Clone + Send + 'static,
-{
-    /// The loop again, for [`Running`]'s drop: boxed, as the future's type
-    /// would otherwise contain itself.
-    fn restart(self: Arc<Self>) -> BoxFuture<'static, ()> {
-        Box::pin(self.run())
     }
 }
 

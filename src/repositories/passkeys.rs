@@ -365,18 +365,17 @@ fn owned_on(
     conn: &mut AnyConnection,
     user_ids: Vec<String>,
 ) -> QueryResult<HashMap<String, Vec<PasskeyRecord>>> {
+    let oldest_first = passkeys::table
+        .order((passkeys::created_at.asc(), passkeys::id.asc()))
+        .select(PasskeyRecord::as_select());
     let rows: Vec<PasskeyRecord> = if let [user_id] = user_ids.as_slice() {
         // One user: a statement Diesel keeps prepared.
-        passkeys::table
+        oldest_first
             .filter(passkeys::user_id.eq(user_id))
-            .order((passkeys::created_at.asc(), passkeys::id.asc()))
-            .select(PasskeyRecord::as_select())
             .load(conn)?
     } else {
-        passkeys::table
+        oldest_first
             .filter(passkeys::user_id.eq_any(&user_ids))
-            .order((passkeys::created_at.asc(), passkeys::id.asc()))
-            .select(PasskeyRecord::as_select())
             .load(conn)?
     };
     let mut owned: HashMap<String, Vec<PasskeyRecord>> = HashMap::new();

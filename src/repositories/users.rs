@@ -245,7 +245,7 @@ fn accounts_on(
     conn: &mut AnyConnection,
     ids: Vec<String>,
 ) -> QueryResult<HashMap<String, AccountRecord>> {
-    if let [id] = ids.as_slice() {
+    let accounts: Vec<AccountRecord> = if let [id] = ids.as_slice() {
         let passkey_count = passkeys::table
             .filter(passkeys::user_id.eq(id))
             .count()
@@ -254,53 +254,51 @@ fn accounts_on(
             .filter(recovery_codes::user_id.eq(id))
             .count()
             .single_value();
-        let row = users::table
+        users::table
             .find(id)
             .select((UserRecord::as_select(), passkey_count, code_count))
             .first::<(UserRecord, Option<i64>, Option<i64>)>(conn)
-            .optional()?;
-        return Ok(row
-            .map(|(user, passkeys, recovery_codes)| {
-                let account = AccountRecord {
-                    user,
-                    passkeys: passkeys.unwrap_or(0),
-                    recovery_codes: recovery_codes.unwrap_or(0),
-                };
-                (account.user.id.clone(), account)
+            .optional()?
+            .map(|(user, passkeys, recovery_codes)| AccountRecord {
+                user,
+                passkeys: passkeys.unwrap_or(0),
+                recovery_codes: recovery_codes.unwrap_or(0),
             })
             .into_iter()
-            .collect());
-    }
-    let found: Vec<UserRecord> = users::table
-        .filter(users::id.eq_any(&ids))
-        .select(UserRecord::as_select())
-        .load(conn)?;
-    let passkey_counts: HashMap<String, i64> = passkeys::table
-        .filter(passkeys::user_id.eq_any(&ids))
-        .group_by(passkeys::user_id)
-        .select((passkeys::user_id, diesel::dsl::count(passkeys::id)))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
-    let code_counts: HashMap<String, i64> = recovery_codes::table
-        .filter(recovery_codes::user_id.eq_any(&ids))
-        .group_by(recovery_codes::user_id)
-        .select((
-            recovery_codes::user_id,
-            diesel::dsl::count(recovery_codes::id),
-        ))
-        .load::<(String, i64)>(conn)?
-        .into_iter()
-        .collect();
-    Ok(found
-        .into_iter()
-        .map(|user| {
-            let account = AccountRecord {
+            .collect()
+    } else {
+        let found: Vec<UserRecord> = users::table
+            .filter(users::id.eq_any(&ids))
+            .select(UserRecord::as_select())
+            .load(conn)?;
+        let passkey_counts: HashMap<String, i64> = passkeys::table
+            .filter(passkeys::user_id.eq_any(&ids))
+            .group_by(passkeys::user_id)
+            .select((passkeys::user_id, diesel::dsl::count(passkeys::id)))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .collect();
+        let code_counts: HashMap<String, i64> = recovery_codes::table
+            .filter(recovery_codes::user_id.eq_any(&ids))
+            .group_by(recovery_codes::user_id)
+            .select((
+                recovery_codes::user_id,
+                diesel::dsl::count(recovery_codes::id),
+            ))
+            .load::<(String, i64)>(conn)?
+            .into_iter()
+            .collect();
+        found
+            .into_iter()
+            .map(|user| AccountRecord {
                 passkeys: passkey_counts.get(&user.id).copied().unwrap_or(0),
                 recovery_codes: code_counts.get(&user.id).copied().unwrap_or(0),
                 user,
-            };
-            (account.user.id.clone(), account)
-        })
+            })
+            .collect()
+    };
+    Ok(accounts
+        .into_iter()
+        .map(|account| (account.user.id.clone(), account))
         .collect())
 }
