@@ -492,22 +492,39 @@ async fn enroll_all(
     prefix: &str,
     count: usize,
 ) -> Result<Vec<EnrolledUser>, String> {
+    four_at_a_time(0..count, "enrolment", |i| {
+        enroll(addr, format!("{prefix}-c{i}"))
+    })
+    .await
+}
+
+/// `job(i)` for each `i` of `indices`, at most four at once (each costs
+/// the server argon2 hashes), the results in order; `what` names a task
+/// that died.
+async fn four_at_a_time<T, F>(
+    indices: std::ops::Range<usize>,
+    what: &str,
+    job: impl Fn(usize) -> F,
+) -> Result<Vec<T>, String>
+where
+    F: std::future::Future<Output = Result<T, String>> + Send + 'static,
+    T: Send + 'static,
+{
     let permits = Arc::new(tokio::sync::Semaphore::new(4));
-    let tasks: Vec<_> = (0..count)
+    let tasks: Vec<_> = indices
         .map(|i| {
-            let username = format!("{prefix}-c{i}");
-            let permits = permits.clone();
+            let (permits, job) = (permits.clone(), job(i));
             tokio::spawn(async move {
                 let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
-                enroll(addr, username).await
+                job.await
             })
         })
         .collect();
-    let mut users = Vec::with_capacity(count);
+    let mut done = Vec::with_capacity(tasks.len());
     for task in tasks {
-        users.push(task.await.map_err(|e| format!("enrolment task: {e}"))??);
+        done.push(task.await.map_err(|e| format!("{what} task: {e}"))??);
     }
-    Ok(users)
+    Ok(done)
 }
 
 /// Sign-up, login, passkey registration, then one authentication for a full token.
@@ -934,20 +951,12 @@ async fn profile_tokens(
         .take(settings.connections)
         .map(|u| u.password_token.clone())
         .collect();
-    let permits = Arc::new(tokio::sync::Semaphore::new(4));
-    let tasks: Vec<_> = (tokens.len()..settings.connections)
-        .map(|i| {
-            let username = format!("{prefix}-p{i}");
-            let permits = permits.clone();
-            tokio::spawn(async move {
-                let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
-                sign_up(&mut Conn::new(addr), &username).await
-            })
-        })
-        .collect();
-    for task in tasks {
-        tokens.push(task.await.map_err(|e| format!("sign-up task: {e}"))??);
-    }
+    let more = four_at_a_time(tokens.len()..settings.connections, "sign-up", |i| {
+        let username = format!("{prefix}-p{i}");
+        async move { sign_up(&mut Conn::new(addr), &username).await }
+    })
+    .await?;
+    tokens.extend(more);
     Ok(tokens)
 }
 
