@@ -112,6 +112,13 @@ struct Settings {
     /// and E always run on fresh SQLite files).
     database_url: Option<String>,
     report_path: PathBuf,
+    /// `BENCH_ONLY=ceremonies`: the focused run of [`focus_ceremonies`]
+    /// instead of the whole benchmark.
+    only_ceremonies: bool,
+    /// `BENCH_COMPARE_BIN`: the focused run's second server binary.
+    compare_binary: Option<PathBuf>,
+    /// `BENCH_ROUNDS`: the focused run's rounds.
+    rounds: usize,
 }
 
 impl Settings {
@@ -149,6 +156,15 @@ impl Settings {
             report_path: std::env::var_os("BENCH_REPORT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| manifest_dir.join("BENCHMARKS.md")),
+            only_ceremonies: match std::env::var("BENCH_ONLY").unwrap_or_default().as_str() {
+                "" => false,
+                "ceremonies" => true,
+                other => return Err(format!("BENCH_ONLY={other:?}: only `ceremonies` is known")),
+            },
+            compare_binary: std::env::var_os("BENCH_COMPARE_BIN")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
+            rounds: env_number("BENCH_ROUNDS", 4)?,
         })
     }
 
@@ -188,7 +204,13 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .map_err(|e| format!("tokio runtime: {e}"))?
-            .block_on(run(settings))
+            .block_on(async move {
+                if settings.only_ceremonies {
+                    focus_ceremonies(settings).await
+                } else {
+                    run(settings).await
+                }
+            })
     });
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -294,6 +316,75 @@ async fn run(settings: Settings) -> Result<(), String> {
         settings.report_path.display(),
         info.runtime.as_secs_f64()
     );
+    Ok(())
+}
+
+/// `BENCH_ONLY=ceremonies`: a focused run for work on a step-up's cost. One
+/// server on a fresh SQLite file, or two (`BENCH_COMPARE_BIN`: before and
+/// after a change, each on its own file and users), enrolled as server A
+/// is; then `BENCH_ROUNDS` rounds, each running phase 4's step-ups and
+/// phase 4c's step-up options on every server in turn, so that the
+/// machine's drift falls on both alike. Prints each round and the medians
+/// (a step-up's server CPU, its options', and beyond phase 2's P-256
+/// verification, measured once here); writes no report.
+async fn focus_ceremonies(settings: Settings) -> Result<(), String> {
+    let binaries: Vec<PathBuf> = std::iter::once(settings.server_binary.clone())
+        .chain(settings.compare_binary.clone())
+        .collect();
+    let p256 = tokio::task::block_in_place(assertion::measure)?.verify_us();
+    println!("P-256 assertion signature: {p256:.1} µs (thread CPU)");
+    let mut servers = Vec::new();
+    for (i, binary) in binaries.iter().enumerate() {
+        let workdir = TempDir::new()?;
+        let config = ServerConfig {
+            binary: binary.clone(),
+            workdir: workdir.0.clone(),
+            db: DbTarget::Sqlite(workdir.0.join("auth.db")),
+            challenge_capacity: 100_000,
+            redis: None,
+            signing_algorithm: None,
+        };
+        let server = Server::start(&config)?;
+        let prefix = format!("fc{i}{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+        let users = enroll_all(server.addr, &prefix, settings.ceremony_workers).await?;
+        println!("server {i}: {} (pid {})", binary.display(), server.pid());
+        servers.push((workdir, server, users, Vec::new()));
+    }
+    for round in 1..=settings.rounds {
+        for (i, (_, server, users, figures)) in servers.iter_mut().enumerate() {
+            println!("round {round}, server {i}");
+            let ceremony = phase_ceremonies(&settings, server, users).await;
+            let options = step_up_options_alone(&settings, server, users).await;
+            if ceremony.errors + options.errors > 0 {
+                return Err(format!("server {i} answered errors in round {round}"));
+            }
+            let (Some(c), Some(o)) = (ceremony.server_us_per_op(), options.server_us_per_op())
+            else {
+                return Err("the server's CPU time could not be read".into());
+            };
+            figures.push((c, o));
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for (i, (_, server, _, figures)) in servers.iter().enumerate() {
+        let ceremony = median(figures.iter().map(|f| f.0).collect());
+        let options = median(figures.iter().map(|f| f.1).collect());
+        println!(
+            "server {i} (pid {}): step-up {ceremony:.1} µs, options {options:.1} µs, beyond the \
+             P-256 verification {:.1} µs (medians of {} rounds; each: {})",
+            server.pid(),
+            ceremony - p256,
+            figures.len(),
+            figures
+                .iter()
+                .map(|(c, o)| format!("{c:.0}/{o:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
     Ok(())
 }
 
@@ -1219,18 +1310,7 @@ async fn phase_options_alone(
     server: &Server,
     users: &[EnrolledUser],
 ) -> OptionsAlone {
-    let ops: Vec<FixedRequest> = users
-        .iter()
-        .map(|u| {
-            FixedRequest(Arc::from(http::get(
-                "/passkeys/authenticate/options",
-                Some(&u.password_token),
-            )))
-        })
-        .collect();
-    let spec = settings.timed("step-up options alone", ops.len());
-    let step_up = run_on(server, &spec, ops).await;
-    println!("  {}", step_up.summary());
+    let step_up = step_up_options_alone(settings, server, users).await;
     let spec = LoadSpec {
         label: "sign-in options alone".into(),
         concurrency: users.len(),
@@ -1247,6 +1327,28 @@ async fn phase_options_alone(
     .await;
     println!("  {}", sign_in.summary());
     OptionsAlone { step_up, sign_in }
+}
+
+/// Phase 4c's timed run: each worker's `GET /passkeys/authenticate/options`
+/// with its own user's password-level token, and no verify.
+async fn step_up_options_alone(
+    settings: &Settings,
+    server: &Server,
+    users: &[EnrolledUser],
+) -> LoadResult {
+    let ops: Vec<FixedRequest> = users
+        .iter()
+        .map(|u| {
+            FixedRequest(Arc::from(http::get(
+                "/passkeys/authenticate/options",
+                Some(&u.password_token),
+            )))
+        })
+        .collect();
+    let spec = settings.timed("step-up options alone", ops.len());
+    let step_up = run_on(server, &spec, ops).await;
+    println!("  {}", step_up.summary());
+    step_up
 }
 
 // ---------------------------------------------------------------------------
