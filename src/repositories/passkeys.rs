@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Bool, Text, Timestamp};
 
 use super::events::{insert_on, EventRecord};
-use super::prepared::Prepared;
+use super::prepared::Fixed;
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Batched, Database, RepoError};
@@ -278,6 +279,10 @@ pub enum CheckedUse<E> {
     Raced,
 }
 
+/// An assertion's compare-and-set (fixed text: see [`super::prepared`]).
+const RECORD_USE: &str = "UPDATE passkeys SET sign_count = ?, credential = ?, \
+    backup_eligible = ?, backup_state = ?, last_used_at = ? WHERE id = ? AND sign_count = ?";
+
 /// The compare-and-set of a passkey's counter and last use, and its event,
 /// in one transaction: `false` (and no event) when the counter is no longer
 /// the one the use was computed from.
@@ -287,19 +292,17 @@ fn record_use_on(
     event: &EventRecord,
 ) -> Result<bool, diesel::result::Error> {
     conn.transaction(|conn| {
-        let updated = Prepared(
-            diesel::update(
-                passkeys::table
-                    .filter(passkeys::id.eq(used.id))
-                    .filter(passkeys::sign_count.eq(used.expected_sign_count)),
-            )
-            .set((
-                passkeys::sign_count.eq(used.sign_count),
-                passkeys::credential.eq(used.credential),
-                passkeys::backup_eligible.eq(used.backup_eligible),
-                passkeys::backup_state.eq(used.backup_state),
-                passkeys::last_used_at.eq(Some(used.used_at)),
-            )),
+        let updated = Fixed::new(
+            RECORD_USE,
+            (
+                used.sign_count.into_sql::<BigInt>(),
+                used.credential.into_sql::<Text>(),
+                used.backup_eligible.into_sql::<Bool>(),
+                used.backup_state.into_sql::<Bool>(),
+                used.used_at.into_sql::<Timestamp>(),
+                used.id.into_sql::<Text>(),
+                used.expected_sign_count.into_sql::<BigInt>(),
+            ),
         )
         .execute(conn)?;
         if updated == 1 {

@@ -1,51 +1,116 @@
-//! Statements Diesel would prepare again on every call, kept prepared.
+//! Hot `UPDATE`s as statements of fixed SQL text, which Diesel keeps
+//! prepared.
 //!
-//! Diesel never keeps an `UPDATE` in its statement cache: an update's SQL
-//! may depend on its values (a derived changeset skips `None` fields), so
-//! it is prepared on every execution, which on SQLite costs a parse and
-//! on PostgreSQL a round trip of its own. [`Prepared`] marks a statement
-//! whose SQL depends only on its shape. The cache keys such statements by
-//! their SQL text, so a statement whose text did vary would take another
-//! entry, never another's prepared statement; wrap only statements of
-//! fixed text (no derived changesets with `Option`s, no `IN` lists), or
-//! the cache grows with each variant.
+//! Diesel never keeps an `UPDATE` (or a [`diesel::sql_query`]) in its
+//! statement cache: an update's SQL may depend on its values (a derived
+//! changeset skips `None` fields), so it is prepared on every execution,
+//! which on SQLite costs a parse and on PostgreSQL a round trip of its
+//! own. Marking the statement cacheable does not help through
+//! [`AnyConnection`](crate::db::AnyConnection): the connection hands the
+//! cache a reference to the statement, and Diesel's `QueryFragment` for a
+//! reference asks the statement's parts, not the statement, whether it may
+//! be cached, and the `UPDATE` says no. (A profile of the step-up showed
+//! the passkey's compare-and-set parsed on every assertion that way.)
+//!
+//! [`Fixed`] is a statement of constant text whose `?`s take its binds in
+//! order, each rendered as its backend's placeholder (`?` on SQLite, `$n`
+//! on PostgreSQL). It never says it may not be cached, so the cache keeps
+//! it, keyed by its text. Its columns are checked by the tests that run
+//! each statement on both backends.
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
 
-/// `statement`, kept in the connection's statement cache (see the module).
-pub struct Prepared<Q>(pub Q);
+/// `sql` with `binds` (a tuple of bound values, `value.into_sql::<T>()`)
+/// in place of its `?`s, in order.
+pub struct Fixed<B> {
+    sql: &'static str,
+    binds: B,
+}
 
-impl<Q, DB> QueryFragment<DB> for Prepared<Q>
-where
-    DB: Backend,
-    Q: QueryFragment<DB>,
-{
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        self.0.walk_ast(pass)
-    }
-
-    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
-        Ok(true)
+impl<B> Fixed<B> {
+    pub fn new(sql: &'static str, binds: B) -> Self {
+        Fixed { sql, binds }
     }
 }
 
-/// No static id: the cache keys the statement by its SQL text.
-impl<Q> QueryId for Prepared<Q> {
+/// Binds that walk themselves between the parts of a statement's text.
+pub trait Binds<DB: Backend> {
+    fn walk<'b>(
+        &'b self,
+        parts: &mut std::str::Split<'static, char>,
+        pass: &mut AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()>;
+}
+
+macro_rules! binds_for_tuple {
+    ($($name:ident),+) => {
+        impl<DB: Backend, $($name: QueryFragment<DB>),+> Binds<DB> for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn walk<'b>(
+                &'b self,
+                parts: &mut std::str::Split<'static, char>,
+                pass: &mut AstPass<'_, 'b, DB>,
+            ) -> QueryResult<()> {
+                let ($($name,)+) = self;
+                $(
+                    pass.push_sql(parts.next().unwrap_or_default());
+                    $name.walk_ast(pass.reborrow())?;
+                )+
+                Ok(())
+            }
+        }
+    };
+}
+
+binds_for_tuple!(A);
+binds_for_tuple!(A, B);
+binds_for_tuple!(A, B, C);
+binds_for_tuple!(A, B, C, D);
+binds_for_tuple!(A, B, C, D, E);
+binds_for_tuple!(A, B, C, D, E, F);
+binds_for_tuple!(A, B, C, D, E, F, G);
+
+impl<B, DB> QueryFragment<DB> for Fixed<B>
+where
+    DB: Backend,
+    B: Binds<DB>,
+{
+    fn walk_ast<'b>(&'b self, mut pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let mut parts = self.sql.split('?');
+        self.binds.walk(&mut parts, &mut pass)?;
+        // The text after the last `?`; a `?` too many is an error, not SQL.
+        pass.push_sql(parts.next().unwrap_or_default());
+        if parts.next().is_some() {
+            return Err(diesel::result::Error::QueryBuilderError(
+                format!("more `?`s than binds in: {}", self.sql).into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// No static id: the cache keys the statement by its text.
+impl<B> QueryId for Fixed<B> {
     type QueryId = ();
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl<Q, Conn> RunQueryDsl<Conn> for Prepared<Q> {}
+impl<B, Conn> RunQueryDsl<Conn> for Fixed<B> {}
 
 #[cfg(test)]
 mod tests {
-    use diesel::connection::SimpleConnection;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
     use diesel::prelude::*;
-    use diesel::sqlite::{Sqlite, SqliteConnection};
+    use diesel::sql_types::Integer;
+    use diesel::sqlite::SqliteConnection;
 
     use super::*;
+    use crate::db::AnyConnection;
 
     diesel::table! {
         counters (id) {
@@ -54,37 +119,118 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_prepared_update_is_cacheable_and_does_what_the_update_does() {
-        let update = diesel::update(counters::table).set(counters::value.eq(1));
-        assert!(!update.is_safe_to_cache_prepared(&Sqlite).unwrap());
-        assert!(Prepared(update).is_safe_to_cache_prepared(&Sqlite).unwrap());
+    /// Counts the statements a connection puts in its statement cache.
+    #[derive(Clone, Default)]
+    struct CacheInserts(Arc<AtomicUsize>);
 
+    impl CacheInserts {
+        fn get(&self) -> usize {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    impl Instrumentation for CacheInserts {
+        fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+            if let InstrumentationEvent::CacheQuery { .. } = event {
+                self.0.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn counters_db(inserts: &CacheInserts) -> AnyConnection {
         let mut conn = SqliteConnection::establish(":memory:").unwrap();
-        conn.batch_execute("CREATE TABLE counters (id INTEGER PRIMARY KEY, value INTEGER NOT NULL); INSERT INTO counters VALUES (1, 0);")
-            .unwrap();
+        conn.batch_execute(
+            "CREATE TABLE counters (id INTEGER PRIMARY KEY, value INTEGER NOT NULL);
+             INSERT INTO counters VALUES (1, 0);",
+        )
+        .unwrap();
+        conn.set_instrumentation(inserts.clone());
+        AnyConnection::Sqlite(conn)
+    }
+
+    const COMPARE_AND_SET: &str = "UPDATE counters SET value = ? WHERE value = ?";
+
+    fn compare_and_set(conn: &mut AnyConnection, n: i32) -> usize {
+        Fixed::new(
+            COMPARE_AND_SET,
+            ((n + 1).into_sql::<Integer>(), n.into_sql::<Integer>()),
+        )
+        .execute(conn)
+        .unwrap()
+    }
+
+    #[test]
+    fn a_fixed_update_is_prepared_once_through_the_multi_backend_connection() {
+        let inserts = CacheInserts::default();
+        let mut conn = counters_db(&inserts);
         // The same statement, run again from the cache with other binds:
         // each compare-and-set sees the value the last one left.
         for n in 0..5 {
-            let rows = Prepared(
-                diesel::update(counters::table.filter(counters::value.eq(n)))
-                    .set(counters::value.eq(n + 1)),
-            )
-            .execute(&mut conn)
-            .unwrap();
-            assert_eq!(rows, 1, "round {n}");
+            assert_eq!(compare_and_set(&mut conn, n), 1, "round {n}");
         }
-        let stale = Prepared(
-            diesel::update(counters::table.filter(counters::value.eq(2)))
-                .set(counters::value.eq(3)),
-        )
-        .execute(&mut conn)
-        .unwrap();
-        assert_eq!(stale, 0, "a stale compare-and-set changes nothing");
+        assert_eq!(
+            compare_and_set(&mut conn, 2),
+            0,
+            "a stale compare-and-set changes nothing"
+        );
+        assert_eq!(inserts.get(), 1, "prepared once, then run from the cache");
         let value: i32 = counters::table
             .select(counters::value)
             .first(&mut conn)
             .unwrap();
         assert_eq!(value, 5);
+    }
+
+    #[test]
+    fn a_query_builder_update_is_prepared_every_time() {
+        // Why the hot updates are fixed text: the same update from the
+        // query builder, even marked cacheable, is never cached.
+        struct Cacheable<Q>(Q);
+        impl<Q: diesel::query_builder::QueryFragment<DB>, DB: diesel::backend::Backend>
+            diesel::query_builder::QueryFragment<DB> for Cacheable<Q>
+        {
+            fn walk_ast<'b>(
+                &'b self,
+                pass: diesel::query_builder::AstPass<'_, 'b, DB>,
+            ) -> QueryResult<()> {
+                self.0.walk_ast(pass)
+            }
+            fn is_safe_to_cache_prepared(&self, _: &DB) -> QueryResult<bool> {
+                Ok(true)
+            }
+        }
+        impl<Q> diesel::query_builder::QueryId for Cacheable<Q> {
+            type QueryId = ();
+            const HAS_STATIC_QUERY_ID: bool = false;
+        }
+        let inserts = CacheInserts::default();
+        let mut conn = counters_db(&inserts);
+        for n in 0..3 {
+            let update = diesel::update(counters::table.filter(counters::value.eq(n)))
+                .set(counters::value.eq(n + 1));
+            assert_eq!(conn.execute_returning_count(&Cacheable(update)).unwrap(), 1);
+        }
+        assert_eq!(inserts.get(), 0);
+    }
+
+    #[test]
+    fn binds_take_the_places_of_the_question_marks_in_order() {
+        let update = Fixed::new(
+            COMPARE_AND_SET,
+            (7.into_sql::<Integer>(), 6.into_sql::<Integer>()),
+        );
+        let sql = diesel::debug_query::<diesel::sqlite::Sqlite, _>(&update).to_string();
+        assert_eq!(
+            sql,
+            "UPDATE counters SET value = ? WHERE value = ? -- binds: [7, 6]"
+        );
+        let pg = diesel::debug_query::<diesel::pg::Pg, _>(&update).to_string();
+        assert_eq!(
+            pg,
+            "UPDATE counters SET value = $1 WHERE value = $2 -- binds: [7, 6]"
+        );
+        let too_many = Fixed::new(COMPARE_AND_SET, (7.into_sql::<Integer>(),));
+        let mut conn = counters_db(&CacheInserts::default());
+        assert!(too_many.execute(&mut conn).is_err());
     }
 }

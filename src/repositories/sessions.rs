@@ -2,9 +2,10 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamp};
 
 use super::events::{insert_on, EventRecord};
-use super::prepared::Prepared;
+use super::prepared::Fixed;
 use super::{lock_user_on, Database, RepoError};
 use crate::db::AnyConnection;
 use crate::schema::{refresh_tokens, sessions};
@@ -130,6 +131,20 @@ pub struct SessionRepository {
     db: Database,
 }
 
+// The hot updates, as fixed text (see [`super::prepared`]).
+
+/// A rotation's compare-and-set: the presented token, if not rotated yet.
+const MARK_ROTATED: &str =
+    "UPDATE refresh_tokens SET rotated_at = ? WHERE token_hash = ? AND rotated_at IS NULL";
+
+/// A rotation's session: its generation, last use and client.
+const RECORD_ROTATION: &str = "UPDATE sessions SET generation = ?, last_seen_at = ?, \
+    refresh_expires_at = ?, client_ip = ?, user_agent = ? WHERE id = ?";
+
+/// A new session's write of its user's row (a no-op), where not locked.
+const LOCK_UNLESS_LOCKED: &str =
+    "UPDATE users SET locked_at = locked_at WHERE id = ? AND locked_at IS NULL";
+
 impl SessionRepository {
     pub fn new(db: Database) -> Self {
         SessionRepository { db }
@@ -147,13 +162,12 @@ impl SessionRepository {
                     // SQLite's write lock, which a transaction that read
                     // first could not take later under concurrency (SQLite
                     // refuses that upgrade at once instead of waiting).
-                    let swapped = Prepared(
-                        diesel::update(
-                            refresh_tokens::table
-                                .filter(refresh_tokens::token_hash.eq(&request.presented_hash))
-                                .filter(refresh_tokens::rotated_at.is_null()),
-                        )
-                        .set(refresh_tokens::rotated_at.eq(Some(now))),
+                    let swapped = Fixed::new(
+                        MARK_ROTATED,
+                        (
+                            now.into_sql::<Timestamp>(),
+                            (&request.presented_hash).into_sql::<Text>(),
+                        ),
                     )
                     .execute(conn)?;
                     let found: Option<(RefreshTokenRecord, SessionRecord)> = refresh_tokens::table
@@ -190,13 +204,17 @@ impl SessionRepository {
                         })
                         .execute(conn)?;
                     let refresh_expires_at = (now + request.refresh_ttl).min(session.expires_at);
-                    Prepared(diesel::update(sessions::table.find(&session.id)).set((
-                        sessions::generation.eq(generation),
-                        sessions::last_seen_at.eq(now),
-                        sessions::refresh_expires_at.eq(refresh_expires_at),
-                        sessions::client_ip.eq(&request.client_ip),
-                        sessions::user_agent.eq(&request.user_agent),
-                    )))
+                    Fixed::new(
+                        RECORD_ROTATION,
+                        (
+                            generation.into_sql::<BigInt>(),
+                            now.into_sql::<Timestamp>(),
+                            refresh_expires_at.into_sql::<Timestamp>(),
+                            (&request.client_ip).into_sql::<Text>(),
+                            (&request.user_agent).into_sql::<Nullable<Text>>(),
+                            (&session.id).into_sql::<Text>(),
+                        ),
+                    )
                     .execute(conn)?;
                     Ok(Rotation::Rotated(SessionRecord {
                         generation,
@@ -322,15 +340,9 @@ impl SessionRepository {
         self.db
             .write(move |conn| {
                 conn.transaction(|conn| {
-                    let open = Prepared(
-                        diesel::update(
-                            users::table
-                                .find(&session.user_id)
-                                .filter(users::locked_at.is_null()),
-                        )
-                        .set(users::locked_at.eq(users::locked_at)),
-                    )
-                    .execute(conn)?;
+                    let open =
+                        Fixed::new(LOCK_UNLESS_LOCKED, ((&session.user_id).into_sql::<Text>(),))
+                            .execute(conn)?;
                     if open == 0 {
                         let exists: Option<String> = users::table
                             .find(&session.user_id)
