@@ -15,7 +15,7 @@ use webauthn_rs::prelude::{Url, WebauthnBuilder};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
-use crate::db::{connect_and_migrate_on_demand, migrate};
+use crate::db::{connect_and_migrate_on_demand, migrate, query_pool};
 use crate::repositories::{
     Database, EventRepository, PasskeyRepository, RecoveryCodeRepository, SessionRepository,
     UserRepository,
@@ -182,13 +182,14 @@ async fn open_database(settings: &Settings) -> Result<Database, CliError> {
         settings.database_pool_size.min(2),
         settings.database_pool_timeout,
     );
+    let threads = query_pool(&url, size).map_err(|e| StartupError::Task(e.to_string()))?;
     let pool = actix_web::rt::task::spawn_blocking(move || {
         connect_and_migrate_on_demand(&url, size, timeout)
     })
     .await
     .map_err(|e| StartupError::Task(e.to_string()))?
     .map_err(StartupError::from)?;
-    Ok(Database::new(pool))
+    Ok(Database::new(pool, threads))
 }
 
 /// The signing keys of the configured database (migrated first).

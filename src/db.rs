@@ -14,6 +14,7 @@ use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::DatabaseUrl;
+use crate::threads::ThreadPool;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
@@ -120,6 +121,26 @@ impl ConnectionManager {
             }
         }
     }
+}
+
+/// How many threads run queries (see [`crate::threads`]). PostgreSQL: one
+/// per pooled connection, since a query's thread waits for the server's
+/// answer. SQLite: one per core, at most one per connection; its queries
+/// are work on this machine's CPU (pages in memory, a write to the WAL),
+/// so more threads than cores would only take turns, each turn a wake-up.
+pub fn query_threads(url: &DatabaseUrl, pool_size: u32) -> usize {
+    let pool_size = pool_size.max(1) as usize;
+    match url {
+        DatabaseUrl::Postgres(_) => pool_size,
+        DatabaseUrl::Sqlite(_) => std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(pool_size),
+    }
+}
+
+/// The threads the queries of a database at `url` run on.
+pub fn query_pool(url: &DatabaseUrl, pool_size: u32) -> std::io::Result<ThreadPool> {
+    ThreadPool::new(query_threads(url, pool_size), "db", || {})
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -58,7 +58,7 @@ impl ApiError {
     /// Logs `cause` and returns a 500 that shows only the request id: the
     /// current request's (the `X-Request-Id` of the answer, also on its
     /// access and audit lines), or a fresh one outside a request (e.g. in a
-    /// `web::block` closure, which does not see the request's scope). The
+    /// thread pool's job, which does not see the request's scope). The
     /// log line carries the same id either way.
     pub fn internal(cause: impl fmt::Display) -> Self {
         let id = crate::middleware::request_id::current().unwrap_or_else(RequestId::generate);

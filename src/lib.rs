@@ -21,3 +21,4 @@ pub mod startup;
 pub mod state;
 pub mod stores;
 pub mod telemetry;
+pub mod threads;

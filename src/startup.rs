@@ -16,7 +16,7 @@ use webauthn_rs::prelude::WebauthnBuilder;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::controllers;
-use crate::db::{connect_and_migrate, DbSetupError};
+use crate::db::{connect_and_migrate, query_pool, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
 use crate::middleware::logging::access_log;
 use crate::middleware::metrics::HttpMetrics;
@@ -236,12 +236,13 @@ async fn build_state(
     let url = settings.database_url.clone();
     let (pool_size, pool_timeout) = (settings.database_pool_size, settings.database_pool_timeout);
     log::info!("database: {}", url.redacted());
+    let threads = query_pool(&url, pool_size).map_err(|e| StartupError::Task(e.to_string()))?;
     let pool = actix_web::rt::task::spawn_blocking(move || {
         connect_and_migrate(&url, pool_size, pool_timeout)
     })
     .await
     .map_err(|e| StartupError::Task(e.to_string()))??;
-    let db = Database::new(pool);
+    let db = Database::new(pool, threads);
     let users = UserRepository::new(db.clone());
     let passkeys = PasskeyRepository::new(db.clone());
     let audit = Audit::new(EventRepository::new(db.clone()), clock.clone()).with_metrics(&metrics);

@@ -5,8 +5,8 @@
 //!
 //! The id lives in a task-local scoped around the inner service's future:
 //! the handler, the extractors, the error handlers and `catch_panics` see it
-//! through [`current`]. Code on other threads does not: closures passed to
-//! `web::block` (the database calls) and the password-hashing pool. Their
+//! through [`current`]. Code on other threads does not: the jobs of the
+//! thread pools (the database's queries, the password hashes). Their
 //! errors are turned into answers (and logged) back in the handler, which
 //! does see it.
 
@@ -82,7 +82,7 @@ impl fmt::Display for RequestId {
 }
 
 /// The id of the request being handled, if this code runs for one (not in
-/// `web::block` closures or background tasks).
+/// the thread pools' jobs or background tasks).
 pub fn current() -> Option<RequestId> {
     CURRENT.try_with(RequestId::clone).ok()
 }

@@ -21,6 +21,7 @@ use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use crate::db::{is_connection_loss, AnyConnection, ConnectionLost, DbPool};
 use crate::schema::users as user_rows;
+use crate::threads::ThreadPool;
 
 pub use batched::{BatchCounts, Batched};
 pub use events::{EventRecord, EventRepository};
@@ -102,6 +103,8 @@ pub(crate) fn lock_user_on(
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
+    /// The threads queries run on (see [`crate::threads`]).
+    threads: ThreadPool,
     /// One per pooled connection.
     turns: Arc<tokio::sync::Semaphore>,
     writer: WriteLock,
@@ -139,10 +142,13 @@ pub struct PoolStatus {
 }
 
 impl Database {
-    pub fn new(pool: DbPool) -> Self {
+    /// The pool, with the threads its queries run on (see
+    /// [`crate::db::query_threads`] for how many).
+    pub fn new(pool: DbPool, threads: ThreadPool) -> Self {
         let connections = pool.max_size() as usize;
         Database {
             pool,
+            threads,
             turns: Arc::new(tokio::sync::Semaphore::new(connections)),
             writer: WriteLock::default(),
             waiting: Arc::default(),
@@ -174,8 +180,8 @@ impl Database {
 
     /// A read by key, batched (see [`Batched`]): `load` reads the values of
     /// a batch of distinct keys on one pooled connection, in one blocking
-    /// trip. At most half the pool's connections serve one kind of batched
-    /// read at once, so the other queries keep theirs. `name` labels its
+    /// trip. At most half the query threads serve one kind of batched read
+    /// at once, so the other queries keep theirs. `name` labels its
     /// counts in the metrics.
     pub fn batched<K, V, F>(&self, name: &'static str, load: F) -> Batched<K, V>
     where
@@ -188,7 +194,7 @@ impl Database {
             + 'static,
     {
         let db = self.clone();
-        let limit = (self.pool.max_size() as usize / 2).max(1);
+        let limit = (self.threads.threads() / 2).max(1);
         let reads = Batched::new(
             limit,
             BATCH_MAX_KEYS,
@@ -253,19 +259,20 @@ impl Database {
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         let _turn = turn.map_err(|e| RepoError::Blocking(e.to_string()))?;
         let (pool, writer) = (self.pool.clone(), self.writer.clone());
-        actix_web::web::block(move || {
-            let mut tracked = pool
-                .get()
-                .map_err(|e| RepoError::Unavailable(e.to_string()))?;
-            let result = query(tracked.conn(), &writer);
-            tracked.note(match &result {
-                Err(RepoError::Unavailable(_)) => Err(ConnectionLost),
-                // A refused statement is an answer too.
-                _ => Ok(()),
-            });
-            result
-        })
-        .await
-        .map_err(|e| RepoError::Blocking(e.to_string()))?
+        self.threads
+            .run(move || {
+                let mut tracked = pool
+                    .get()
+                    .map_err(|e| RepoError::Unavailable(e.to_string()))?;
+                let result = query(tracked.conn(), &writer);
+                tracked.note(match &result {
+                    Err(RepoError::Unavailable(_)) => Err(ConnectionLost),
+                    // A refused statement is an answer too.
+                    _ => Ok(()),
+                });
+                result
+            })
+            .await
+            .map_err(|e| RepoError::Blocking(e.to_string()))?
     }
 }

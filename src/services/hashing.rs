@@ -12,33 +12,19 @@
 //! to hashing at full speed. The price: while the workers keep every core
 //! busy, logins wait.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use metrics::Histogram;
-use tokio::sync::oneshot;
+
+pub use crate::threads::PoolError;
+use crate::threads::ThreadPool;
 
 /// The nice value of hashing threads (0 is normal, 19 the lowest).
 pub const HASHING_NICE: i32 = 10;
 
-type Job = Box<dyn FnOnce() + Send>;
-
-#[derive(Debug, thiserror::Error)]
-pub enum PoolError {
-    #[error("the hashing pool has stopped")]
-    Stopped,
-    #[error("a hashing job panicked")]
-    Panicked,
-}
-
 #[derive(Clone)]
 pub struct HashingPool {
-    jobs: mpsc::Sender<Job>,
-    /// Jobs sent that no thread has started yet.
-    queued: Arc<AtomicUsize>,
+    threads: ThreadPool,
     /// How long each job takes on its thread (a no-op unless metrics are on).
     job_time: Histogram,
 }
@@ -46,28 +32,8 @@ pub struct HashingPool {
 impl HashingPool {
     /// Starts `threads` hashing threads (at least one).
     pub fn new(threads: usize) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        for n in 0..threads.max(1) {
-            let queue = queue.clone();
-            std::thread::Builder::new()
-                .name(format!("argon2-{n}"))
-                .spawn(move || {
-                    lower_priority();
-                    loop {
-                        let job = match queue.lock() {
-                            Ok(queue) => queue.recv(),
-                            Err(poisoned) => poisoned.into_inner().recv(),
-                        };
-                        let Ok(job) = job else { break };
-                        // A panicking job loses its answer, not the thread.
-                        let _ = catch_unwind(AssertUnwindSafe(job));
-                    }
-                })?;
-        }
         Ok(HashingPool {
-            jobs,
-            queued: Arc::default(),
+            threads: ThreadPool::new(threads, "argon2", lower_priority)?,
             job_time: Histogram::noop(),
         })
     }
@@ -80,7 +46,7 @@ impl HashingPool {
 
     /// Jobs waiting for a hashing thread now.
     pub fn queue_depth(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
+        self.threads.queue_depth()
     }
 
     /// One thread per core: with it, logins reach 96% of the cores / hash
@@ -96,21 +62,15 @@ impl HashingPool {
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
     {
-        let (answer, result) = oneshot::channel();
-        let (queued, job_time) = (self.queued.clone(), self.job_time.clone());
-        queued.fetch_add(1, Ordering::Relaxed);
-        let sent = self.jobs.send(Box::new(move || {
-            queued.fetch_sub(1, Ordering::Relaxed);
-            let started = Instant::now();
-            let done = work();
-            job_time.record(started.elapsed().as_secs_f64());
-            let _ = answer.send(done);
-        }));
-        if sent.is_err() {
-            self.queued.fetch_sub(1, Ordering::Relaxed);
-            return Err(PoolError::Stopped);
-        }
-        result.await.map_err(|_| PoolError::Panicked)
+        let job_time = self.job_time.clone();
+        self.threads
+            .run(move || {
+                let started = Instant::now();
+                let done = work();
+                job_time.record(started.elapsed().as_secs_f64());
+                done
+            })
+            .await
     }
 }
 
@@ -146,32 +106,6 @@ mod tests {
             futures_util::future::join_all((0..10).map(|i| pool.run(move || i * 2))).await;
         let values: Vec<i32> = results.into_iter().map(Result::unwrap).collect();
         assert_eq!(values, (0..10).map(|i| i * 2).collect::<Vec<_>>());
-    }
-
-    #[test]
-    fn counts_the_jobs_waiting_for_a_thread() {
-        use futures_util::FutureExt;
-        use std::time::Duration;
-        let pool = HashingPool::new(1).unwrap();
-        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-        let (started_tx, started) = mpsc::channel();
-        let (release_tx, release) = mpsc::channel::<()>();
-        let mut busy = Box::pin(pool.run(move || {
-            let _ = started_tx.send(());
-            let _ = release.recv();
-        }));
-        assert!(busy.poll_unpin(&mut cx).is_pending());
-        started.recv_timeout(Duration::from_secs(5)).unwrap();
-        assert_eq!(pool.queue_depth(), 0, "a running job is not waiting");
-        let mut queued = Box::pin(pool.run(|| 1));
-        assert!(queued.poll_unpin(&mut cx).is_pending());
-        assert_eq!(pool.queue_depth(), 1);
-        release_tx.send(()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while pool.queue_depth() > 0 {
-            assert!(Instant::now() < deadline, "the queue never drained");
-            std::thread::sleep(Duration::from_millis(1));
-        }
     }
 
     #[cfg(target_os = "linux")]

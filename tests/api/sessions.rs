@@ -484,13 +484,14 @@ async fn the_cleanup_deletes_finished_sessions_and_keeps_live_ones(backend: Back
 
     // What the background task does, with "finished before now".
     let url = DatabaseUrl::parse(&app.database_url).unwrap();
+    let threads = passkey_auth::db::query_pool(&url, 1).unwrap();
     let pool = actix_web::rt::task::spawn_blocking(move || {
         passkey_auth::db::connect_and_migrate(&url, 1, Duration::from_secs(5))
     })
     .await
     .unwrap()
     .unwrap();
-    let repo = SessionRepository::new(Database::new(pool));
+    let repo = SessionRepository::new(Database::new(pool, threads));
     let now = chrono::DateTime::from_timestamp(app.clock_secs(), 0).unwrap();
     let deleted = repo.delete_finished(now.naive_utc()).await.unwrap();
     assert_eq!(deleted, 3, "the logged-out session and the two idle ones");
