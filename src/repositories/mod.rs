@@ -117,18 +117,78 @@ pub struct Database {
 /// The counts of one kind of batched read, by its metrics name.
 type NamedCounts = (&'static str, Arc<BatchCounts>);
 
-/// SQLite's one writer, taken in this process (see [`Database`]); a no-op
-/// on PostgreSQL, whose writers wait for each other row by row.
-#[derive(Clone, Default)]
-pub struct WriteLock(Arc<Mutex<()>>);
+/// SQLite's one writer, taken in this process (see [`Database`]), and the
+/// connection every write runs on: one connection of the pool, taken at
+/// the first write and kept. SQLite empties a connection's page cache
+/// whenever another connection has written since its last transaction;
+/// with every write on one connection, the writer's cache (and its
+/// statement cache of every write) stays warm. A no-op on PostgreSQL,
+/// whose writers wait for each other row by row, each on its own
+/// connection.
+#[derive(Clone)]
+pub struct WriteLock {
+    pool: DbPool,
+    /// `None` until the first write, and again after a write found the
+    /// connection lost or left it unusable (the pool then discards it).
+    writer: Arc<Mutex<Option<PooledConnection>>>,
+}
+
+type PooledConnection = diesel::r2d2::PooledConnection<crate::db::ConnectionManager>;
 
 impl WriteLock {
-    /// Holds the lock (on SQLite) until the guard is dropped.
-    pub fn hold(&self, conn: &AnyConnection) -> Option<MutexGuard<'_, ()>> {
-        match conn {
-            // A poisoned lock guards nothing: the data is `()`.
-            AnyConnection::Sqlite(_) => Some(self.0.lock().unwrap_or_else(|e| e.into_inner())),
-            AnyConnection::Postgresql(_) => None,
+    fn new(pool: DbPool) -> Self {
+        WriteLock {
+            pool,
+            writer: Arc::default(),
+        }
+    }
+
+    /// Runs `write` holding the lock, on SQLite's writer connection (or
+    /// on `conn`, the caller's: on PostgreSQL, and on SQLite with a pool
+    /// of one connection, which the writer cannot take for its own).
+    pub fn write_on<T>(
+        &self,
+        conn: &mut AnyConnection,
+        write: impl FnOnce(&mut AnyConnection) -> Result<T, RepoError>,
+    ) -> Result<T, RepoError> {
+        if matches!(conn, AnyConnection::Postgresql(_)) {
+            return write(conn);
+        }
+        let mut slot = self.slot();
+        if self.pool.max_size() < 2 {
+            return write(conn);
+        }
+        let writer = match slot.as_mut() {
+            Some(writer) => writer,
+            None => slot.insert(
+                self.pool
+                    .get()
+                    .map_err(|e| RepoError::Unavailable(e.to_string()))?,
+            ),
+        };
+        let result = write(writer.conn());
+        let lost = matches!(result, Err(RepoError::Unavailable(_)));
+        writer.note(if lost { Err(ConnectionLost) } else { Ok(()) });
+        if lost || diesel::r2d2::R2D2Connection::is_broken(writer.conn()) {
+            // Back to the pool, which drops it; the next write takes another.
+            *slot = None;
+        }
+        result
+    }
+
+    /// The writer's slot. A write that panicked may have left its
+    /// transaction open on the connection: after one, the connection goes
+    /// back to the pool (which discards a connection in a transaction) and
+    /// the next write takes another.
+    fn slot(&self) -> MutexGuard<'_, Option<PooledConnection>> {
+        match self.writer.lock() {
+            Ok(slot) => slot,
+            Err(poisoned) => {
+                let mut slot = poisoned.into_inner();
+                *slot = None;
+                self.writer.clear_poison();
+                slot
+            }
         }
     }
 }
@@ -147,10 +207,10 @@ impl Database {
     pub fn new(pool: DbPool, threads: ThreadPool) -> Self {
         let connections = pool.max_size() as usize;
         Database {
+            writer: WriteLock::new(pool.clone()),
             pool,
             threads,
             turns: Arc::new(tokio::sync::Semaphore::new(connections)),
-            writer: WriteLock::default(),
             waiting: Arc::default(),
             batched: Arc::default(),
         }
@@ -236,11 +296,8 @@ impl Database {
         F: FnOnce(&mut AnyConnection) -> Result<T, RepoError> + Send + 'static,
         T: Send + 'static,
     {
-        self.run_with_lock(|conn, writer| {
-            let _writing = writer.hold(conn);
-            query(conn)
-        })
-        .await
+        self.run_with_lock(|conn, writer| writer.write_on(conn, query))
+            .await
     }
 
     /// Runs `query` as [`Database::run`] does, handing it the

@@ -256,8 +256,9 @@ impl PasskeyRepository {
                     Ok(to_store) => to_store,
                     Err(refusal) => return Ok(CheckedUse::Refused(refusal)),
                 };
-                let _writing = writer.hold(conn);
-                Ok(if record_use_on(conn, used, &event)? {
+                let recorded =
+                    writer.write_on(conn, |conn| Ok(record_use_on(conn, used, &event)?))?;
+                Ok(if recorded {
                     CheckedUse::Recorded(event)
                 } else {
                     CheckedUse::Raced
