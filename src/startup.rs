@@ -18,7 +18,7 @@ use crate::config::Settings;
 use crate::controllers;
 use crate::db::{connect_and_migrate, query_pool, DbSetupError};
 use crate::errors::{ApiError, PROBLEM_JSON};
-use crate::middleware::logging::access_log;
+use crate::middleware::logging::{access_log, access_log_enabled};
 use crate::middleware::metrics::HttpMetrics;
 use crate::middleware::{cors, request_id, security_headers};
 use crate::repositories::{
@@ -154,7 +154,7 @@ impl Application {
                 .wrap(ErrorHandlers::new().default_handler(ensure_problem_json))
                 .wrap(from_fn(request_id))
                 .wrap(security_headers())
-                .wrap(access_log())
+                .wrap(Condition::new(access_log_enabled(), access_log()))
                 // Outermost: it times everything the app does for a request.
                 .wrap(Condition::new(
                     request_metrics.is_enabled(),

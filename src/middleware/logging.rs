@@ -40,6 +40,14 @@ pub fn access_log() -> Logger {
     Logger::new(ACCESS_LOG_FORMAT)
 }
 
+/// Whether the filter passes access-log lines. actix's `Logger` renders
+/// its format for every request before the filter is asked, so where the
+/// lines would be dropped (`RUST_LOG=warn`, say) the middleware is left
+/// out instead. The filter is read once, at start, like every setting.
+pub fn access_log_enabled() -> bool {
+    log::log_enabled!(target: ACCESS_TARGET, log::Level::Info)
+}
+
 /// Installs the process's logger: the filter from `RUST_LOG` (default
 /// `info`), the lines in `format`. In JSON mode a panic is logged as one
 /// line too (target `panic`, with the request id when a handler panicked)
