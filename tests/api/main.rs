@@ -29,3 +29,4 @@ mod sessions;
 mod sign_in;
 mod stepup;
 mod tokens;
+mod writes;
