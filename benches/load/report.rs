@@ -2160,7 +2160,11 @@ pub fn markdown(r: &Results, machine: &Machine, run: &RunInfo) -> String {
          set empty to skip phase 7, and phase 8 unless `BENCH_DATABASE_URL` is set), \
          `BENCH_REDIS_URL` (phase 7's Redis, default `redis://127.0.0.1:6379`; set empty to \
          skip phase 7), `BENCH_REPORT` (write this report elsewhere, e.g. for a quick \
-         trial run).\n"
+         trial run). `BENCH_ONLY=ceremonies` runs none of this report's phases but a focused \
+         A/B of the step-up: phase 4's step-ups and phase 4c's step-up options in \
+         `BENCH_ROUNDS` (default 4) alternating rounds on this binary and on \
+         `BENCH_COMPARE_BIN`, each on its own fresh SQLite file, printing the medians (no \
+         report is written).\n"
     );
     let _ = writeln!(s, "## Run\n");
     let _ = writeln!(s, "- date: {}", run.date);
