@@ -2395,12 +2395,19 @@ above are this run's (after).
 
 - This benchmark, unchanged, run at 21:03 UTC on 2026-12-01 on this machine against the server \
 built from commit 518ca5e (before the work on the database paths: `BENCH_SERVER_BIN` set to \
-that build, everything else as in this run), just before this run. The table below sets its \
-figures beside this run's. The machine's speed drifts by a quarter over an hour (one argon2id \
-hash took 14 to 23 ms in runs of the same afternoon), so a before measured in another hour is \
-not comparable: this one was measured in the same half hour as the after. An earlier \
-measurement of the same commit, at 18:49 UTC, gave 0.06 for the profile ratio on PostgreSQL, \
-798.7 µs per step-up and 520.7 µs beyond the P-256 verification.
+that build, everything else as in that day's run). The table below sets its figures beside \
+this run's. The machine's speed drifts by a quarter over an hour (one argon2id hash took 14 to \
+23 ms in runs of the same afternoon, and one P-256 check 276 to 372 µs), so a before measured \
+in another hour compares only roughly. An earlier measurement of the same commit, at 18:49 \
+UTC, gave 0.06 for the profile ratio on PostgreSQL, 798.7 µs per step-up and 520.7 µs beyond \
+the P-256 verification.
+- This stop's changes (query thread pools, one SQLite writer connection, fixed-text hot \
+updates, no access-log middleware when its lines are filtered out), measured with \
+`BENCH_ONLY=ceremonies` at 00:50 UTC on 2026-12-02: 8 alternating rounds of 3 s on the server \
+of commit 96f5128 (the previous stop) and on this one, each on its own fresh SQLite file. \
+Medians: server CPU per step-up 871.2 µs before, 700.9 µs after; step-up options 69.5 µs \
+before, 52.5 µs after; beyond that run's P-256 verification (338.7 µs, a slow hour) 532.5 µs \
+before, 362.2 µs after.
 
 - `cargo bench --bench load`, the BENCHMARKS.md committed on 2026-12-01 at 15:20 UTC (server \
 A on SQLite, the same 2-core machine): passkey step-up ceremony 1835 ceremony/s at 743.7 µs of \
