@@ -1,5 +1,6 @@
 //! Diesel queries and nothing else, one file per table. Every call runs on
-//! the blocking thread pool, never on the async workers.
+//! the database's query threads ([`crate::threads`]), never on the async
+//! workers.
 
 pub mod batched;
 pub mod events;
@@ -92,10 +93,10 @@ pub(crate) fn lock_user_on(
 
 /// The pool, and the one way repositories reach it.
 ///
-/// A query waits for its turn here, in async code, before it takes a
-/// blocking thread: at most as many tasks as the pool has connections are
-/// on the blocking pool at once, so none of them sleeps there waiting for a
-/// connection. On SQLite, which has one writer at a time, writes also take
+/// A query waits for its turn here, in async code, before it goes to a
+/// query thread ([`crate::threads`]): at most as many queries as the pool
+/// has connections are given to the threads at once, so none of them
+/// sleeps there waiting for a connection. On SQLite, which has one writer at a time, writes also take
 /// [`WriteLock`] first, so they queue in this process instead of meeting
 /// SQLite's busy lock, whose retry sleeps (1 ms, 2 ms, 5 ms, …) cost wake-ups
 /// and latency. (Other processes on the same file still meet it, and wait
@@ -279,8 +280,8 @@ impl Database {
         .await
     }
 
-    /// Runs `query`, which only reads, with a pooled connection on the
-    /// blocking thread pool.
+    /// Runs `query`, which only reads, with a pooled connection on one of
+    /// the query threads.
     pub async fn run<T, F>(&self, query: F) -> Result<T, RepoError>
     where
         F: FnOnce(&mut AnyConnection) -> Result<T, RepoError> + Send + 'static,

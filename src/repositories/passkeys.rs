@@ -227,8 +227,8 @@ impl PasskeyRepository {
             .await
     }
 
-    /// An assertion's whole trip to the database, on one blocking task and
-    /// one connection: reads the user's passkey with this credential id,
+    /// An assertion's whole trip to the database, on one query thread and
+    /// one connection (the write on SQLite's writer): reads the user's passkey with this credential id,
     /// hands it (or `None`) to `check`, which verifies the assertion there
     /// (signature checks are CPU work an async worker must not do) and
     /// says what to store, then stores it with a compare-and-set of the

@@ -44,6 +44,13 @@ pub trait Binds<DB: Backend> {
     ) -> QueryResult<()>;
 }
 
+/// A statement whose `?`s and binds do not pair up: an error, not SQL.
+fn miscounted() -> diesel::result::Error {
+    diesel::result::Error::QueryBuilderError(
+        "a fixed statement's `?`s and binds differ in number".into(),
+    )
+}
+
 macro_rules! binds_for_tuple {
     ($($name:ident),+) => {
         impl<DB: Backend, $($name: QueryFragment<DB>),+> Binds<DB> for ($($name,)+) {
@@ -55,7 +62,7 @@ macro_rules! binds_for_tuple {
             ) -> QueryResult<()> {
                 let ($($name,)+) = self;
                 $(
-                    pass.push_sql(parts.next().unwrap_or_default());
+                    pass.push_sql(parts.next().ok_or_else(miscounted)?);
                     $name.walk_ast(pass.reborrow())?;
                 )+
                 Ok(())
@@ -81,11 +88,9 @@ where
         let mut parts = self.sql.split('?');
         self.binds.walk(&mut parts, &mut pass)?;
         // The text after the last `?`; a `?` too many is an error, not SQL.
-        pass.push_sql(parts.next().unwrap_or_default());
+        pass.push_sql(parts.next().ok_or_else(miscounted)?);
         if parts.next().is_some() {
-            return Err(diesel::result::Error::QueryBuilderError(
-                format!("more `?`s than binds in: {}", self.sql).into(),
-            ));
+            return Err(miscounted());
         }
         Ok(())
     }
@@ -229,8 +234,17 @@ mod tests {
             pg,
             "UPDATE counters SET value = $1 WHERE value = $2 -- binds: [7, 6]"
         );
-        let too_many = Fixed::new(COMPARE_AND_SET, (7.into_sql::<Integer>(),));
         let mut conn = counters_db(&CacheInserts::default());
-        assert!(too_many.execute(&mut conn).is_err());
+        let too_few_binds = Fixed::new(COMPARE_AND_SET, (7.into_sql::<Integer>(),));
+        assert!(too_few_binds.execute(&mut conn).is_err());
+        let too_many_binds = Fixed::new(
+            COMPARE_AND_SET,
+            (
+                7.into_sql::<Integer>(),
+                6.into_sql::<Integer>(),
+                5.into_sql::<Integer>(),
+            ),
+        );
+        assert!(too_many_binds.execute(&mut conn).is_err());
     }
 }

@@ -632,7 +632,7 @@ impl PasskeyService {
     /// An assertion of `user_id`'s passkey `credential_id`, checked and
     /// recorded in one trip to the database (see
     /// [`PasskeyRepository::check_and_record_use`]): `verify` checks the
-    /// response against the stored passkey, on the blocking thread; an
+    /// response against the stored passkey, on the query thread; an
     /// unknown credential is refused with what `unknown` says.
     async fn check_assertion<V, U>(
         &self,

@@ -1,5 +1,5 @@
 //! Argon2id password hashing with OWASP's recommended parameters, stored as
-//! PHC strings. Callers run these on the blocking pool.
+//! PHC strings. Callers run these on the hashing pool (`super::hashing`).
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, SaltString};
 use std::cell::RefCell;

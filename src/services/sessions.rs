@@ -442,7 +442,7 @@ impl SessionService {
     /// The background work, for as long as the process runs: re-read recent
     /// endings every few seconds and whenever `wake` is notified (the Redis
     /// listener reconnected), and delete finished sessions now and then.
-    /// Neither blocks a request: both run on the blocking pool, and a
+    /// Neither blocks a request: both run on the query threads, and a
     /// failure is logged and retried at the next turn.
     pub async fn run_background(self, wake: Arc<Notify>) {
         let mut since = self.clock.now() - chrono(self.policy.token_ttl + RESYNC_OVERLAP);
