@@ -132,9 +132,7 @@ pub fn query_threads(url: &DatabaseUrl, pool_size: u32) -> usize {
     let pool_size = pool_size.max(1) as usize;
     match url {
         DatabaseUrl::Postgres(_) => pool_size,
-        DatabaseUrl::Sqlite(_) => std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .min(pool_size),
+        DatabaseUrl::Sqlite(_) => crate::threads::cores().min(pool_size),
     }
 }
 

@@ -93,6 +93,12 @@ impl Shared {
     }
 }
 
+/// This machine's cores (2 if the system does not say): the thread count
+/// of a pool whose jobs are CPU work.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl ThreadPool {
     /// Starts `threads` threads (at least one) named `name-N`, each running
     /// `on_start` first.

@@ -96,11 +96,11 @@ pub(crate) fn lock_user_on(
 /// A query waits for its turn here, in async code, before it goes to a
 /// query thread ([`crate::threads`]): at most as many queries as the pool
 /// has connections are given to the threads at once, so none of them
-/// sleeps there waiting for a connection. On SQLite, which has one writer at a time, writes also take
-/// [`WriteLock`] first, so they queue in this process instead of meeting
-/// SQLite's busy lock, whose retry sleeps (1 ms, 2 ms, 5 ms, …) cost wake-ups
-/// and latency. (Other processes on the same file still meet it, and wait
-/// up to `busy_timeout`.)
+/// sleeps there waiting for a connection. On SQLite, which has one writer
+/// at a time, writes also take [`WriteLock`] first, so they queue in this
+/// process instead of meeting SQLite's busy lock, whose retry sleeps (1 ms,
+/// 2 ms, 5 ms, …) cost wake-ups and latency. (Other processes on the same
+/// file still meet it, and wait up to `busy_timeout`.)
 #[derive(Clone)]
 pub struct Database {
     pool: DbPool,
@@ -168,9 +168,9 @@ impl WriteLock {
             ),
         };
         let result = write(writer.conn());
-        let lost = matches!(result, Err(RepoError::Unavailable(_)));
-        writer.note(if lost { Err(ConnectionLost) } else { Ok(()) });
-        if lost || diesel::r2d2::R2D2Connection::is_broken(writer.conn()) {
+        let outcome = connection_outcome(&result);
+        writer.note(outcome);
+        if outcome.is_err() || diesel::r2d2::R2D2Connection::is_broken(writer.conn()) {
             // Back to the pool, which drops it; the next write takes another.
             *slot = None;
         }
@@ -191,6 +191,16 @@ impl WriteLock {
                 slot
             }
         }
+    }
+}
+
+/// What a unit of work's result says of its connection: lost when the
+/// database was unreachable through it; a refused statement is an answer
+/// too.
+fn connection_outcome<T>(result: &Result<T, RepoError>) -> Result<(), ConnectionLost> {
+    match result {
+        Err(RepoError::Unavailable(_)) => Err(ConnectionLost),
+        _ => Ok(()),
     }
 }
 
@@ -323,11 +333,7 @@ impl Database {
                     .get()
                     .map_err(|e| RepoError::Unavailable(e.to_string()))?;
                 let result = query(tracked.conn(), &writer);
-                tracked.note(match &result {
-                    Err(RepoError::Unavailable(_)) => Err(ConnectionLost),
-                    // A refused statement is an answer too.
-                    _ => Ok(()),
-                });
+                tracked.note(connection_outcome(&result));
                 result
             })
             .await

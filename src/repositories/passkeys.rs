@@ -228,12 +228,13 @@ impl PasskeyRepository {
     }
 
     /// An assertion's whole trip to the database, on one query thread and
-    /// one connection (the write on SQLite's writer): reads the user's passkey with this credential id,
-    /// hands it (or `None`) to `check`, which verifies the assertion there
-    /// (signature checks are CPU work an async worker must not do) and
-    /// says what to store, then stores it with a compare-and-set of the
-    /// counter (see [`PasskeyUse`]) and its event, in one transaction. No
-    /// transaction (and no write lock) is held while `check` runs.
+    /// one connection (the write on SQLite's writer): reads the user's
+    /// passkey with this credential id, hands it (or `None`) to `check`,
+    /// which verifies the assertion there (signature checks are CPU work an
+    /// async worker must not do) and says what to store, then stores it
+    /// with a compare-and-set of the counter (see [`PasskeyUse`]) and its
+    /// event, in one transaction. No transaction (and no write lock) is
+    /// held while `check` runs.
     pub async fn check_and_record_use<E, F>(
         &self,
         user_id: String,

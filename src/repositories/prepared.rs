@@ -191,20 +191,15 @@ mod tests {
         // Why the hot updates are fixed text: the same update from the
         // query builder, even marked cacheable, is never cached.
         struct Cacheable<Q>(Q);
-        impl<Q: diesel::query_builder::QueryFragment<DB>, DB: diesel::backend::Backend>
-            diesel::query_builder::QueryFragment<DB> for Cacheable<Q>
-        {
-            fn walk_ast<'b>(
-                &'b self,
-                pass: diesel::query_builder::AstPass<'_, 'b, DB>,
-            ) -> QueryResult<()> {
+        impl<Q: QueryFragment<DB>, DB: Backend> QueryFragment<DB> for Cacheable<Q> {
+            fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
                 self.0.walk_ast(pass)
             }
             fn is_safe_to_cache_prepared(&self, _: &DB) -> QueryResult<bool> {
                 Ok(true)
             }
         }
-        impl<Q> diesel::query_builder::QueryId for Cacheable<Q> {
+        impl<Q> QueryId for Cacheable<Q> {
             type QueryId = ();
             const HAS_STATIC_QUERY_ID: bool = false;
         }

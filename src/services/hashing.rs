@@ -52,7 +52,7 @@ impl HashingPool {
     /// One thread per core: with it, logins reach 96% of the cores / hash
     /// time ceiling (BENCHMARKS.md), so more threads would only queue.
     pub fn per_core() -> std::io::Result<Self> {
-        Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+        Self::new(crate::threads::cores())
     }
 
     /// Runs `work` on the pool and waits for its result without blocking
