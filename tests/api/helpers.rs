@@ -313,6 +313,24 @@ impl TestApp {
     }
 
     /// A direct connection to the test's database, to check what is stored.
+    /// A `Database` of its own on the app's database (migrated), built as
+    /// the server builds its own, with a pool of `pool_size`.
+    pub async fn database(&self, pool_size: u32) -> passkey_auth::repositories::Database {
+        let url = passkey_auth::config::DatabaseUrl::parse(&self.database_url).unwrap();
+        let threads = passkey_auth::db::query_pool(&url, pool_size).unwrap();
+        let pool = actix_web::rt::task::spawn_blocking(move || {
+            passkey_auth::db::connect_and_migrate(
+                &url,
+                pool_size,
+                std::time::Duration::from_secs(5),
+            )
+        })
+        .await
+        .unwrap()
+        .unwrap();
+        passkey_auth::repositories::Database::new(pool, threads)
+    }
+
     pub fn db(&self) -> passkey_auth::db::AnyConnection {
         let url = passkey_auth::config::DatabaseUrl::parse(&self.database_url).unwrap();
         passkey_auth::db::ConnectionManager::new(url)

@@ -462,8 +462,7 @@ async fn malformed_refresh_bodies_are_400_and_unknown_tokens_401(backend: Backen
 
 async fn the_cleanup_deletes_finished_sessions_and_keeps_live_ones(backend: Backend) {
     use diesel::prelude::*;
-    use passkey_auth::config::DatabaseUrl;
-    use passkey_auth::repositories::{Database, SessionRepository};
+    use passkey_auth::repositories::SessionRepository;
     use passkey_auth::schema::{refresh_tokens, sessions};
 
     let app = TestApp::spawn_with(backend, &[("REFRESH_TTL_SECS", "3600")]).await;
@@ -483,15 +482,7 @@ async fn the_cleanup_deletes_finished_sessions_and_keeps_live_ones(backend: Back
     let live = refreshed(&app, &refresh_of(&live)).await;
 
     // What the background task does, with "finished before now".
-    let url = DatabaseUrl::parse(&app.database_url).unwrap();
-    let threads = passkey_auth::db::query_pool(&url, 1).unwrap();
-    let pool = actix_web::rt::task::spawn_blocking(move || {
-        passkey_auth::db::connect_and_migrate(&url, 1, Duration::from_secs(5))
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    let repo = SessionRepository::new(Database::new(pool, threads));
+    let repo = SessionRepository::new(app.database(1).await);
     let now = chrono::DateTime::from_timestamp(app.clock_secs(), 0).unwrap();
     let deleted = repo.delete_finished(now.naive_utc()).await.unwrap();
     assert_eq!(deleted, 3, "the logged-out session and the two idle ones");

@@ -3,11 +3,8 @@
 //! badly must not leave that connection (or, on PostgreSQL, a pooled one)
 //! inside an open transaction, where every later write would vanish.
 
-use std::time::Duration;
-
 use diesel::prelude::*;
-use passkey_auth::config::DatabaseUrl;
-use passkey_auth::repositories::{Database, EventRecord, EventRepository, RepoError};
+use passkey_auth::repositories::{EventRecord, EventRepository, RepoError};
 use passkey_auth::schema::auth_events;
 
 use crate::helpers::*;
@@ -16,19 +13,6 @@ on_both_backends!(
     a_write_that_panics_in_its_transaction_leaves_later_writes_committed,
     writes_from_many_tasks_are_all_committed,
 );
-
-/// A `Database` of its own on the app's database, as the server builds it.
-async fn database(app: &TestApp, pool_size: u32) -> Database {
-    let url = DatabaseUrl::parse(&app.database_url).unwrap();
-    let threads = passkey_auth::db::query_pool(&url, pool_size).unwrap();
-    let pool = actix_web::rt::task::spawn_blocking(move || {
-        passkey_auth::db::connect_and_migrate(&url, pool_size, Duration::from_secs(5))
-    })
-    .await
-    .unwrap()
-    .unwrap();
-    Database::new(pool, threads)
-}
 
 /// An event of this test only (`kind` is unique per call of the test).
 fn event(kind: &str, detail: String) -> EventRecord {
@@ -64,7 +48,7 @@ fn unique_kind() -> String {
 
 async fn a_write_that_panics_in_its_transaction_leaves_later_writes_committed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let db = database(&app, 3).await;
+    let db = app.database(3).await;
     let kind = unique_kind();
     let first = event(&kind, "before".into());
     EventRepository::new(db.clone())
@@ -107,7 +91,7 @@ async fn a_write_that_panics_in_its_transaction_leaves_later_writes_committed(ba
 
 async fn writes_from_many_tasks_are_all_committed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let events = EventRepository::new(database(&app, 4).await);
+    let events = EventRepository::new(app.database(4).await);
     let kind = unique_kind();
     let writes = (0..40).map(|i| {
         let (events, record) = (events.clone(), event(&kind, format!("{i:02}")));
