@@ -253,18 +253,11 @@ async fn run(settings: Settings) -> Result<(), String> {
     }
     let machine = Machine::detect();
     let workdir = TempDir::new()?;
-    let db = DbTarget::Sqlite(workdir.0.join("auth.db"));
     // Every username of this run starts with the prefix (unique per run, so
     // phase 8's shared PostgreSQL database needs no cleaning beforehand).
     let prefix = format!("lb{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let config = ServerConfig {
-        binary: settings.server_binary.clone(),
-        workdir: workdir.0.clone(),
-        db: db.clone(),
-        challenge_capacity: 100_000, // the default (phase 6 relies on it)
-        redis: None,
-        signing_algorithm: None, // the default, EdDSA
-    };
+    let config = ServerConfig::on_sqlite(settings.server_binary.clone(), workdir.0.clone());
+    let db = config.db.clone();
     println!(
         "load benchmark: {} cores, server {}, {}",
         machine.cores,
@@ -336,14 +329,7 @@ async fn focus_ceremonies(settings: Settings) -> Result<(), String> {
     let mut servers = Vec::new();
     for (i, binary) in binaries.iter().enumerate() {
         let workdir = TempDir::new()?;
-        let config = ServerConfig {
-            binary: binary.clone(),
-            workdir: workdir.0.clone(),
-            db: DbTarget::Sqlite(workdir.0.join("auth.db")),
-            challenge_capacity: 100_000,
-            redis: None,
-            signing_algorithm: None,
-        };
+        let config = ServerConfig::on_sqlite(binary.clone(), workdir.0.clone());
         let server = Server::start(&config)?;
         let prefix = format!("fc{i}{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
         let users = enroll_all(server.addr, &prefix, settings.ceremony_workers).await?;

@@ -79,6 +79,20 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// `binary` with the defaults on a fresh SQLite file `auth.db` in
+    /// `workdir`: the default challenge store (phase 6 relies on it), no
+    /// Redis, the default signing algorithm (EdDSA).
+    pub fn on_sqlite(binary: PathBuf, workdir: PathBuf) -> ServerConfig {
+        ServerConfig {
+            binary,
+            db: DbTarget::Sqlite(workdir.join("auth.db")),
+            workdir,
+            challenge_capacity: 100_000,
+            redis: None,
+            signing_algorithm: None,
+        }
+    }
+
     /// The environment the server runs with (also printed in the report).
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut env = vec![
