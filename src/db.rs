@@ -25,6 +25,11 @@ pub enum AnyConnection {
     Sqlite(SqliteConnection),
 }
 
+/// Whether the connection is SQLite's (the other is PostgreSQL's).
+pub fn is_sqlite(conn: &AnyConnection) -> bool {
+    matches!(conn, AnyConnection::Sqlite(_))
+}
+
 pub type DbPool = diesel::r2d2::Pool<ConnectionManager>;
 
 /// A connection that has not answered for this long is pinged (`SELECT 1`)
@@ -260,7 +265,7 @@ pub fn migrate(url: &DatabaseUrl) -> Result<Vec<String>, DbSetupError> {
 const MIGRATION_LOCK_ID: i64 = 0x0070_6173_736b_6579; // "passkey" in ASCII
 
 fn run_migrations(conn: &mut AnyConnection) -> Result<Vec<String>, DbSetupError> {
-    let is_pg = matches!(conn, AnyConnection::Postgresql(_));
+    let is_pg = !is_sqlite(conn);
     let setup_err = |e: diesel::result::Error| DbSetupError::Migrations(e.to_string());
     if is_pg {
         conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK_ID})"))

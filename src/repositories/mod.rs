@@ -152,7 +152,7 @@ impl WriteLock {
         conn: &mut AnyConnection,
         write: impl FnOnce(&mut AnyConnection) -> Result<T, RepoError>,
     ) -> Result<T, RepoError> {
-        if matches!(conn, AnyConnection::Postgresql(_)) {
+        if !crate::db::is_sqlite(conn) {
             return write(conn);
         }
         let mut slot = self.slot();

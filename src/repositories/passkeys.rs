@@ -12,7 +12,7 @@ use super::prepared::Fixed;
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Batched, Database, RepoError};
-use crate::db::AnyConnection;
+use crate::db::{is_sqlite, AnyConnection};
 use crate::schema::passkeys;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -33,14 +33,17 @@ pub struct PasskeyRecord {
     pub discoverable: Option<bool>,
 }
 
-/// What a successful assertion changes, applied only if `sign_count` still
-/// holds `expected_sign_count`.
+/// What a verified assertion stores: its counter, backup flags and time
+/// of use. The counter and the flags live in their columns only (the
+/// stored credential keeps what registration gave it, and a read patches
+/// these in); the write is a compare-and-set that applies only while the
+/// stored counter is below `sign_count` (or both are zero), so no two
+/// assertions with one counter value are both accepted.
 #[derive(Debug, Clone)]
 pub struct PasskeyUse {
     pub id: String,
-    pub expected_sign_count: i64,
+    pub user_id: String,
     pub sign_count: i64,
-    pub credential: String,
     pub backup_eligible: bool,
     pub backup_state: bool,
     pub used_at: NaiveDateTime,
@@ -227,14 +230,13 @@ impl PasskeyRepository {
             .await
     }
 
-    /// An assertion's whole trip to the database, on one query thread and
-    /// one connection (the write on SQLite's writer): reads the user's
-    /// passkey with this credential id, hands it (or `None`) to `check`,
-    /// which verifies the assertion there (signature checks are CPU work an
-    /// async worker must not do) and says what to store, then stores it
-    /// with a compare-and-set of the counter (see [`PasskeyUse`]) and its
-    /// event, in one transaction. No transaction (and no write lock) is
-    /// held while `check` runs.
+    /// A sign-in assertion's whole trip to the database, on one query
+    /// thread and one connection (the write on SQLite's writer): reads the
+    /// user's passkey with this credential id, hands it (or `None`) to
+    /// `check`, which verifies the assertion there (signature checks are
+    /// CPU work an async worker must not do) and says what to store, then
+    /// stores it with its event (see [`record_use_on`]). No transaction (and
+    /// no write lock) is held while `check` runs.
     pub async fn check_and_record_use<E, F>(
         &self,
         user_id: String,
@@ -253,64 +255,98 @@ impl PasskeyRepository {
                     .select(PasskeyRecord::as_select())
                     .first(conn)
                     .optional()?;
-                let (used, event) = match check(record) {
-                    Ok(to_store) => to_store,
-                    Err(refusal) => return Ok(CheckedUse::Refused(refusal)),
-                };
-                let recorded =
-                    writer.write_on(conn, |conn| Ok(record_use_on(conn, used, &event)?))?;
-                Ok(if recorded {
-                    CheckedUse::Recorded(event)
-                } else {
-                    CheckedUse::Raced
-                })
+                match check(record) {
+                    Ok((used, event)) => {
+                        Ok(writer.write_on(conn, |conn| Ok(record_use_on(conn, &used, event)?))?)
+                    }
+                    Err(refusal) => Ok(CheckedUse::Refused(refusal)),
+                }
+            })
+            .await
+    }
+
+    /// A step-up assertion's trip to the database: `check` verifies it on
+    /// the query thread against the credential the ceremony offered (its
+    /// state holds the passkey as it was when the options were made), and
+    /// what it says to store is stored with its event (see
+    /// [`record_use_on`]): no read comes first, the compare-and-set is
+    /// what holds the counter to the stored one.
+    pub async fn verify_and_record_use<E, F>(&self, check: F) -> Result<CheckedUse<E>, RepoError>
+    where
+        F: FnOnce() -> Result<(PasskeyUse, EventRecord), E> + Send + 'static,
+        E: Send + 'static,
+    {
+        self.db
+            .run_with_lock(move |conn, writer| match check() {
+                Ok((used, event)) => {
+                    Ok(writer.write_on(conn, |conn| Ok(record_use_on(conn, &used, event)?))?)
+                }
+                Err(refusal) => Ok(CheckedUse::Refused(refusal)),
             })
             .await
     }
 }
 
-/// What [`PasskeyRepository::check_and_record_use`] came to.
+/// What an assertion's trip to the database came to.
 #[derive(Debug)]
 pub enum CheckedUse<E> {
     /// Stored, with the event that records it.
     Recorded(EventRecord),
     /// `check` refused the assertion; nothing was stored.
     Refused(E),
-    /// Another assertion changed the counter since it was read; nothing
-    /// was stored.
-    Raced,
+    /// The passkey's stored counter is not below the assertion's (and not
+    /// both zero): nothing was stored.
+    NotNewer,
+    /// The user has no such passkey (any more); nothing was stored.
+    Gone,
 }
 
-/// An assertion's compare-and-set (fixed text: see [`super::prepared`]).
-const RECORD_USE: &str = "UPDATE passkeys SET sign_count = ?, credential = ?, \
-    backup_eligible = ?, backup_state = ?, last_used_at = ? WHERE id = ? AND sign_count = ?";
+/// An assertion's compare-and-set (fixed text: see [`super::prepared`]):
+/// the counter moves only forwards, or stays at zero for an authenticator
+/// without one; a backup-eligible credential stays so.
+const RECORD_USE: &str = "UPDATE passkeys SET sign_count = ?, \
+    backup_eligible = (backup_eligible OR ?), backup_state = ?, last_used_at = ? \
+    WHERE id = ? AND user_id = ? AND (sign_count < ? OR (sign_count = 0 AND ? = 0))";
 
-/// The compare-and-set of a passkey's counter and last use, and its event,
-/// in one transaction: `false` (and no event) when the counter is no longer
-/// the one the use was computed from.
-fn record_use_on(
+/// The compare-and-set of a passkey's counter, flags and last use, and its
+/// event, in one transaction; nothing is stored unless the counter moved
+/// on, and then whether the passkey is still there says why.
+fn record_use_on<E>(
     conn: &mut AnyConnection,
-    used: PasskeyUse,
-    event: &EventRecord,
-) -> Result<bool, diesel::result::Error> {
+    used: &PasskeyUse,
+    event: EventRecord,
+) -> Result<CheckedUse<E>, diesel::result::Error> {
     conn.transaction(|conn| {
         let updated = Fixed::new(
             RECORD_USE,
             (
                 used.sign_count.into_sql::<BigInt>(),
-                used.credential.into_sql::<Text>(),
                 used.backup_eligible.into_sql::<Bool>(),
                 used.backup_state.into_sql::<Bool>(),
                 used.used_at.into_sql::<Timestamp>(),
-                used.id.into_sql::<Text>(),
-                used.expected_sign_count.into_sql::<BigInt>(),
+                (&used.id).into_sql::<Text>(),
+                (&used.user_id).into_sql::<Text>(),
+                used.sign_count.into_sql::<BigInt>(),
+                used.sign_count.into_sql::<BigInt>(),
             ),
         )
         .execute(conn)?;
         if updated == 1 {
-            insert_on(conn, event)?;
+            insert_on(conn, &event)?;
+            return Ok(CheckedUse::Recorded(event));
         }
-        Ok(updated == 1)
+        let still_there = passkeys::table
+            .filter(passkeys::id.eq(&used.id))
+            .filter(passkeys::user_id.eq(&used.user_id))
+            .select(passkeys::id)
+            .first::<String>(conn)
+            .optional()?
+            .is_some();
+        Ok(if still_there {
+            CheckedUse::NotNewer
+        } else {
+            CheckedUse::Gone
+        })
     })
 }
 
@@ -373,12 +409,21 @@ fn owned_on(
     let oldest_first = passkeys::table
         .order((passkeys::created_at.asc(), passkeys::id.asc()))
         .select(PasskeyRecord::as_select());
-    let rows: Vec<PasskeyRecord> = if let [user_id] = user_ids.as_slice() {
-        // One user: a statement Diesel keeps prepared.
-        oldest_first
-            .filter(passkeys::user_id.eq(user_id))
-            .load(conn)?
+    let rows: Vec<PasskeyRecord> = if user_ids.len() == 1 || is_sqlite(conn) {
+        // One statement Diesel keeps prepared, once per user: on SQLite a
+        // run of it costs less than parsing an `IN (…)` of this batch's
+        // length (which Diesel cannot keep), and there is no round trip.
+        let mut rows = Vec::new();
+        for user_id in &user_ids {
+            rows.extend(
+                oldest_first
+                    .filter(passkeys::user_id.eq(user_id))
+                    .load(conn)?,
+            );
+        }
+        rows
     } else {
+        // PostgreSQL's `= ANY($1)` is one prepared statement, one trip.
         oldest_first
             .filter(passkeys::user_id.eq_any(&user_ids))
             .load(conn)?

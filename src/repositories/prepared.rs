@@ -78,6 +78,7 @@ binds_for_tuple!(A, B, C, D);
 binds_for_tuple!(A, B, C, D, E);
 binds_for_tuple!(A, B, C, D, E, F);
 binds_for_tuple!(A, B, C, D, E, F, G);
+binds_for_tuple!(A, B, C, D, E, F, G, H);
 
 impl<B, DB> QueryFragment<DB> for Fixed<B>
 where

@@ -81,6 +81,17 @@ pub struct Registered {
 struct PendingCeremony<S> {
     expires_at_ms: i64,
     state: S,
+    /// A step-up's offered passkeys, by credential id: which stored
+    /// passkey an assertion names. (A state stored without it offers none.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    offered: Vec<OfferedPasskey>,
+}
+
+/// A passkey a step-up offered: its credential id (base64url) and its id.
+#[derive(Serialize, Deserialize)]
+struct OfferedPasskey {
+    credential_id: String,
+    id: String,
 }
 
 /// The parts of an assertion's clientDataJSON read here: `crossOrigin`,
@@ -165,44 +176,41 @@ fn encode_id(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// The stored passkey as webauthn-rs takes it: the credential as
+/// registered, with the counter and backup flags of their columns (an
+/// assertion updates those, not the credential).
 fn stored_passkey(record: &PasskeyRecord) -> Result<Passkey, ServiceError> {
-    serde_json::from_str(&record.credential).map_err(ServiceError::internal)
+    let mut credential: Credential = serde_json::from_str::<Passkey>(&record.credential)
+        .map_err(ServiceError::internal)?
+        .into();
+    credential.counter = u32::try_from(record.sign_count).map_err(ServiceError::internal)?;
+    credential.backup_eligible = record.backup_eligible;
+    credential.backup_state = record.backup_state;
+    Ok(credential.into())
 }
 
-/// The rules every verified assertion passes, step-up or sign-in: the
-/// counter policy, against the stored value (the ceremony state holds the
-/// value from when the options were made), and what its compare-and-set
-/// stores: the new counter, the credential as the result updates it, the
-/// backup flags, the time of use.
+/// What a verified assertion of the user's passkey `passkey_id` stores.
+/// webauthn-rs has held its counter to the one the passkey had when it was
+/// read (a regression is [`Refusal::CounterRegression`]); the
+/// compare-and-set holds it to the stored one.
 fn judge_assertion(
-    record: PasskeyRecord,
-    mut passkey: Passkey,
+    passkey_id: String,
+    user_id: Uuid,
     verified: Result<AuthenticationResult, WebauthnError>,
     used_at: chrono::NaiveDateTime,
 ) -> Result<PasskeyUse, Refusal> {
     let result = match verified {
         Ok(result) => result,
         Err(WebauthnError::CredentialPossibleCompromise) => {
-            return Err(Refusal::CounterRegression {
-                passkey_id: record.id,
-            })
+            return Err(Refusal::CounterRegression { passkey_id })
         }
         Err(err) => return Err(failed(format!("{err:?}"))),
     };
-    let stored = record.sign_count;
-    let presented = i64::from(result.counter());
-    if (presented > 0 || stored > 0) && presented <= stored {
-        return Err(Refusal::CounterRegression {
-            passkey_id: record.id,
-        });
-    }
-    passkey.update_credential(&result);
     Ok(PasskeyUse {
-        credential: serde_json::to_string(&passkey).map_err(ServiceError::internal)?,
-        id: record.id,
-        expected_sign_count: stored,
-        sign_count: presented.max(stored),
-        backup_eligible: record.backup_eligible || result.backup_eligible(),
+        id: passkey_id,
+        user_id: user_id.to_string(),
+        sign_count: i64::from(result.counter()),
+        backup_eligible: result.backup_eligible(),
         backup_state: result.backup_state(),
         used_at,
     })
@@ -240,10 +248,21 @@ impl PasskeyService {
         key: ChallengeKey,
         state: &S,
     ) -> Result<(), ServiceError> {
+        self.put_offering(key, state, Vec::new()).await
+    }
+
+    /// Keeps a ceremony's state with the passkeys it offered.
+    async fn put_offering<S: Serialize>(
+        &self,
+        key: ChallengeKey,
+        state: &S,
+        offered: Vec<OfferedPasskey>,
+    ) -> Result<(), ServiceError> {
         let ttl = chrono::Duration::from_std(self.challenge_ttl).map_err(ServiceError::internal)?;
         let pending = PendingCeremony {
             expires_at_ms: (self.clock.now() + ttl).timestamp_millis(),
             state,
+            offered,
         };
         let bytes = serde_json::to_vec(&pending).map_err(ServiceError::internal)?;
         self.challenges.put(key, bytes).await?;
@@ -256,6 +275,15 @@ impl PasskeyService {
         &self,
         key: ChallengeKey,
     ) -> Result<S, ServiceError> {
+        Ok(self.take_offering(key).await?.state)
+    }
+
+    /// A ceremony's state with the passkeys it offered, removed as
+    /// [`Self::take_ceremony`] removes it.
+    async fn take_offering<S: DeserializeOwned>(
+        &self,
+        key: ChallengeKey,
+    ) -> Result<PendingCeremony<S>, ServiceError> {
         let bytes = self
             .challenges
             .take(&key)
@@ -266,7 +294,7 @@ impl PasskeyService {
         if pending.expires_at_ms <= self.clock.now().timestamp_millis() {
             return Err(ServiceError::ChallengeExpired);
         }
-        Ok(pending.state)
+        Ok(pending)
     }
 
     async fn owned_passkeys(&self, user_id: Uuid) -> Result<Vec<PasskeyRecord>, ServiceError> {
@@ -535,9 +563,8 @@ impl PasskeyService {
         &self,
         caller: &Principal,
     ) -> Result<RequestChallengeResponse, ServiceError> {
-        let passkeys = self
-            .owned_passkeys(caller.user_id)
-            .await?
+        let records = self.owned_passkeys(caller.user_id).await?;
+        let passkeys = records
             .iter()
             .map(stored_passkey)
             .collect::<Result<Vec<_>, _>>()?;
@@ -548,9 +575,17 @@ impl PasskeyService {
             .webauthn
             .start_passkey_authentication(&passkeys)
             .map_err(ServiceError::internal)?;
-        self.put_ceremony(
+        let offered = records
+            .into_iter()
+            .map(|record| OfferedPasskey {
+                credential_id: record.credential_id,
+                id: record.id,
+            })
+            .collect();
+        self.put_offering(
             ChallengeKey::new(caller.user_id, Ceremony::Authentication),
             &state,
+            offered,
         )
         .await?;
         Ok(options)
@@ -593,8 +628,8 @@ impl PasskeyService {
         client: &ClientInfo,
     ) -> Result<IssuedToken, Refusal> {
         let user_id = caller.user_id;
-        let state: PasskeyAuthentication = self
-            .take_ceremony(ChallengeKey::new(user_id, Ceremony::Authentication))
+        let pending: PendingCeremony<PasskeyAuthentication> = self
+            .take_offering(ChallengeKey::new(user_id, Ceremony::Authentication))
             .await?;
 
         let client_data: AssertionClientData =
@@ -609,16 +644,39 @@ impl PasskeyService {
             }
         }
 
+        // The ceremony offered the caller's passkeys as they were when the
+        // options were made; webauthn-rs checks the assertion against the
+        // one it names, and the compare-and-set against the stored counter.
         let credential_id = encode_id(&response.raw_id);
-        let webauthn = self.webauthn.clone();
-        self.check_assertion(
-            user_id,
-            credential_id,
+        let passkey_id = pending
+            .offered
+            .into_iter()
+            .find(|offered| offered.credential_id == credential_id)
+            .map(|offered| offered.id)
+            .ok_or_else(|| failed("credential is not one of the caller's passkeys"))?;
+        let (webauthn, state) = (self.webauthn.clone(), pending.state);
+        let event = self.audit.event(
+            EventKind::PasskeyVerified,
+            Some(user_id),
             client,
-            move |_stored| webauthn.finish_passkey_authentication(&response, &state),
-            || failed("credential is not one of the caller's passkeys"),
-        )
-        .await?;
+            Some(passkey_id.clone()),
+        );
+        let used_at = self.clock.now().naive_utc();
+        let regression = Refusal::CounterRegression {
+            passkey_id: passkey_id.clone(),
+        };
+        let checked = self
+            .passkeys
+            .verify_and_record_use(move || {
+                let verified = webauthn.finish_passkey_authentication(&response, &state);
+                Ok((
+                    judge_assertion(passkey_id, user_id, verified, used_at)?,
+                    event,
+                ))
+            })
+            .await
+            .map_err(ServiceError::from)?;
+        self.recorded(checked, regression)?;
         Ok(self
             .tokens
             .issue(
@@ -629,8 +687,23 @@ impl PasskeyService {
             .map_err(ServiceError::internal)?)
     }
 
-    /// An assertion of `user_id`'s passkey `credential_id`, checked and
-    /// recorded in one trip to the database (see
+    /// What an assertion's trip to the database says: stored (and logged),
+    /// or refused; a counter the stored one has reached meanwhile is
+    /// refused as `not_newer`.
+    fn recorded(&self, checked: CheckedUse<Refusal>, not_newer: Refusal) -> Result<(), Refusal> {
+        match checked {
+            CheckedUse::Recorded(event) => {
+                self.audit.log(&event);
+                Ok(())
+            }
+            CheckedUse::Refused(refusal) => Err(refusal),
+            CheckedUse::NotNewer => Err(not_newer),
+            CheckedUse::Gone => Err(failed("the passkey was deleted meanwhile")),
+        }
+    }
+
+    /// A sign-in assertion of `user_id`'s passkey `credential_id`, checked
+    /// and recorded in one trip to the database (see
     /// [`PasskeyRepository::check_and_record_use`]): `verify` checks the
     /// response against the stored passkey, on the query thread; an
     /// unknown credential is refused with what `unknown` says.
@@ -656,25 +729,23 @@ impl PasskeyService {
                 let Some(record) = record else {
                     return Err(unknown());
                 };
-                let passkey = stored_passkey(&record)?;
-                let verified = verify(&passkey);
-                let used = judge_assertion(record, passkey, verified, used_at)?;
+                let verified = verify(&stored_passkey(&record)?);
                 let event = EventRecord {
-                    detail: Some(used.id.clone()),
+                    detail: Some(record.id.clone()),
                     ..event
                 };
-                Ok((used, event))
+                Ok((
+                    judge_assertion(record.id, user_id, verified, used_at)?,
+                    event,
+                ))
             })
             .await
             .map_err(ServiceError::from)?;
-        match checked {
-            CheckedUse::Recorded(event) => {
-                self.audit.log(&event);
-                Ok(())
-            }
-            CheckedUse::Refused(refusal) => Err(refusal),
-            CheckedUse::Raced => Err(failed("a concurrent assertion updated the counter first")),
-        }
+        // The counter was read with the passkey: a later one came first.
+        self.recorded(
+            checked,
+            failed("a concurrent assertion updated the counter first"),
+        )
     }
 
     /// Options for a passkey sign-in: no user yet, an empty
@@ -875,5 +946,67 @@ impl PasskeyService {
             self.audit.log(&codes_event);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stored credential as webauthn-rs writes it, counter 2, no backup.
+    fn credential_json() -> String {
+        let coordinate = format!("[{}]", vec!["7"; 32].join(","));
+        format!(
+            r#"{{"cred":{{"cred_id":"AAECAw","cred":{{"type_":"ES256","key":{{"EC_EC2":{{"curve":"SECP256R1","x":{coordinate},"y":{coordinate}}}}}}},"counter":2,"transports":null,"user_verified":true,"backup_eligible":false,"backup_state":false,"registration_policy":"required","extensions":{{"cred_protect":"NotRequested","hmac_create_secret":"NotRequested"}},"attestation":{{"data":"None","metadata":"None"}},"attestation_format":"none"}}}}"#
+        )
+    }
+
+    fn record(sign_count: i64, backup_eligible: bool, backup_state: bool) -> PasskeyRecord {
+        PasskeyRecord {
+            id: "id".into(),
+            user_id: "user".into(),
+            credential_id: "AAECAw".into(),
+            credential: credential_json(),
+            sign_count,
+            transports: "[]".into(),
+            nickname: "key".into(),
+            backup_eligible,
+            backup_state,
+            created_at: chrono::NaiveDateTime::default(),
+            last_used_at: None,
+            discoverable: None,
+        }
+    }
+
+    #[test]
+    fn a_stored_passkey_takes_its_counter_and_flags_from_the_columns() {
+        let credential: Credential = stored_passkey(&record(41, true, true)).unwrap().into();
+        assert_eq!(credential.counter, 41);
+        assert!(credential.backup_eligible && credential.backup_state);
+        let credential: Credential = stored_passkey(&record(0, false, false)).unwrap().into();
+        assert_eq!(credential.counter, 0);
+        assert!(!credential.backup_eligible && !credential.backup_state);
+        // A counter no authenticator can send is a fault, not a wrap.
+        assert!(stored_passkey(&record(i64::from(u32::MAX) + 1, false, false)).is_err());
+    }
+
+    #[test]
+    fn a_ceremony_stored_without_offered_passkeys_offers_none() {
+        let pending: PendingCeremony<u8> =
+            serde_json::from_str(r#"{"expires_at_ms":1,"state":7}"#).unwrap();
+        assert!(pending.offered.is_empty());
+        let bytes = serde_json::to_string(&pending).unwrap();
+        assert_eq!(bytes, r#"{"expires_at_ms":1,"state":7}"#);
+        let offered = PendingCeremony {
+            expires_at_ms: 1,
+            state: 7u8,
+            offered: vec![OfferedPasskey {
+                credential_id: "AAECAw".into(),
+                id: "id".into(),
+            }],
+        };
+        let again: PendingCeremony<u8> =
+            serde_json::from_slice(&serde_json::to_vec(&offered).unwrap()).unwrap();
+        assert_eq!(again.offered[0].id, "id");
     }
 }

@@ -31,6 +31,8 @@ on_both_backends!(
     user_handle_of_another_user_is_refused,
     cross_origin_assertions_are_refused,
     counter_regression_is_refused,
+    a_counter_moved_on_after_the_options_is_a_regression,
+    a_passkey_deleted_after_the_options_is_refused,
     concurrent_assertions_with_one_challenge_succeed_once,
     a_registered_credential_cannot_be_registered_again,
     passkey_summaries_never_show_key_material,
@@ -610,6 +612,83 @@ async fn counter_regression_is_refused(backend: Backend) {
     // The genuine authenticator carries on from its own counter.
     app.step_up(&user.token, &mut device).await;
     assert_eq!(device.counter(), 6);
+}
+
+/// The ceremony holds the passkey as it was when the options were made;
+/// the stored counter, not that copy, decides.
+async fn a_counter_moved_on_after_the_options_is_a_regression(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.new_user().await;
+    let mut device = TestAuthenticator::discoverable();
+    app.register_passkey(&user.token, &mut device).await;
+    let mut clone = device.clone_device();
+    let options = app.authentication_options(&user.token).await;
+
+    // Meanwhile the clone signs in with a higher counter.
+    clone.set_counter(9);
+    app.sign_in_with_passkey(&mut clone).await;
+
+    // Above the counter the options held, below the stored one: refused.
+    let body = device.authenticate(&options, ORIGIN).unwrap();
+    assert!(device.counter() < 10);
+    assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
+    let kinds = app.event_kinds(&user.token).await;
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("counter_regression"),
+        "{kinds:?}"
+    );
+
+    // Past the stored counter, a new ceremony succeeds and stores it.
+    device.set_counter(10);
+    let full = app.step_up(&user.token, &mut device).await;
+    assert_eq!(claims(&full)["authLevel"], "full");
+    let kinds = app.event_kinds(&user.token).await;
+    assert_eq!(
+        kinds.first().map(String::as_str),
+        Some("passkey_verified"),
+        "{kinds:?}"
+    );
+}
+
+async fn a_passkey_deleted_after_the_options_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = app.new_user().await;
+    let mut first = TestAuthenticator::new();
+    let summary = app.register_passkey(&user.token, &mut first).await;
+    let full = app.step_up(&user.token, &mut first).await;
+    let mut second = TestAuthenticator::new();
+    app.register_passkey(&full, &mut second).await;
+
+    let options = app.authentication_options(&user.token).await;
+    let res = app
+        .delete(
+            &format!("/passkeys/{}", summary["id"].as_str().unwrap()),
+            Some(&full),
+        )
+        .await;
+    assert_eq!(res.status(), 204);
+    let verified_before = app
+        .event_kinds(&full)
+        .await
+        .iter()
+        .filter(|kind| *kind == "passkey_verified")
+        .count();
+
+    let body = first.authenticate(&options, ORIGIN).unwrap();
+    assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
+    let kinds = app.event_kinds(&full).await;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|kind| *kind == "passkey_verified")
+            .count(),
+        verified_before,
+        "{kinds:?}"
+    );
+    assert_eq!(app.passkey_count(&full).await, 1);
+    // The passkey left is still good for a step-up.
+    app.step_up(&user.token, &mut second).await;
 }
 
 async fn concurrent_assertions_with_one_challenge_succeed_once(backend: Backend) {
