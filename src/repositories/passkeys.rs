@@ -12,7 +12,7 @@ use super::prepared::Fixed;
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Batched, Database, RepoError};
-use crate::db::{is_sqlite, AnyConnection};
+use crate::db::AnyConnection;
 use crate::schema::passkeys;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -409,21 +409,12 @@ fn owned_on(
     let oldest_first = passkeys::table
         .order((passkeys::created_at.asc(), passkeys::id.asc()))
         .select(PasskeyRecord::as_select());
-    let rows: Vec<PasskeyRecord> = if user_ids.len() == 1 || is_sqlite(conn) {
-        // One statement Diesel keeps prepared, once per user: on SQLite a
-        // run of it costs less than parsing an `IN (…)` of this batch's
-        // length (which Diesel cannot keep), and there is no round trip.
-        let mut rows = Vec::new();
-        for user_id in &user_ids {
-            rows.extend(
-                oldest_first
-                    .filter(passkeys::user_id.eq(user_id))
-                    .load(conn)?,
-            );
-        }
-        rows
+    let rows: Vec<PasskeyRecord> = if let [user_id] = user_ids.as_slice() {
+        // One user: a statement Diesel keeps prepared.
+        oldest_first
+            .filter(passkeys::user_id.eq(user_id))
+            .load(conn)?
     } else {
-        // PostgreSQL's `= ANY($1)` is one prepared statement, one trip.
         oldest_first
             .filter(passkeys::user_id.eq_any(&user_ids))
             .load(conn)?
