@@ -11,7 +11,7 @@ use super::events::{insert_on, EventRecord};
 use super::prepared::Fixed;
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
-use super::{lock_user_on, Batched, Database, RepoError};
+use super::{lock_user_on, Batched, Database, RepoError, WriteLock};
 use crate::db::AnyConnection;
 use crate::schema::passkeys;
 
@@ -255,12 +255,7 @@ impl PasskeyRepository {
                     .select(PasskeyRecord::as_select())
                     .first(conn)
                     .optional()?;
-                match check(record) {
-                    Ok((used, event)) => {
-                        Ok(writer.write_on(conn, |conn| Ok(record_use_on(conn, &used, event)?))?)
-                    }
-                    Err(refusal) => Ok(CheckedUse::Refused(refusal)),
-                }
+                store_checked(conn, writer, check(record))
             })
             .await
     }
@@ -277,13 +272,21 @@ impl PasskeyRepository {
         E: Send + 'static,
     {
         self.db
-            .run_with_lock(move |conn, writer| match check() {
-                Ok((used, event)) => {
-                    Ok(writer.write_on(conn, |conn| Ok(record_use_on(conn, &used, event)?))?)
-                }
-                Err(refusal) => Ok(CheckedUse::Refused(refusal)),
-            })
+            .run_with_lock(move |conn, writer| store_checked(conn, writer, check()))
             .await
+    }
+}
+
+/// Stores what a check said to store, on the writer (see
+/// [`record_use_on`]), or passes its refusal on, storing nothing.
+fn store_checked<E>(
+    conn: &mut AnyConnection,
+    writer: &WriteLock,
+    checked: Result<(PasskeyUse, EventRecord), E>,
+) -> Result<CheckedUse<E>, RepoError> {
+    match checked {
+        Ok((used, event)) => writer.write_on(conn, |conn| Ok(record_use_on(conn, &used, event)?)),
+        Err(refusal) => Ok(CheckedUse::Refused(refusal)),
     }
 }
 

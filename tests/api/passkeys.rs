@@ -668,24 +668,13 @@ async fn a_passkey_deleted_after_the_options_is_refused(backend: Backend) {
         )
         .await;
     assert_eq!(res.status(), 204);
-    let verified_before = app
-        .event_kinds(&full)
-        .await
-        .iter()
-        .filter(|kind| *kind == "passkey_verified")
-        .count();
+    let verified = |kinds: &[String]| kinds.iter().filter(|k| *k == "passkey_verified").count();
+    let verified_before = verified(&app.event_kinds(&full).await);
 
     let body = first.authenticate(&options, ORIGIN).unwrap();
     assert_verification_failed(verify_authentication(&app, &user.token, &body).await).await;
     let kinds = app.event_kinds(&full).await;
-    assert_eq!(
-        kinds
-            .iter()
-            .filter(|kind| *kind == "passkey_verified")
-            .count(),
-        verified_before,
-        "{kinds:?}"
-    );
+    assert_eq!(verified(&kinds), verified_before, "{kinds:?}");
     assert_eq!(app.passkey_count(&full).await, 1);
     // The passkey left is still good for a step-up.
     app.step_up(&user.token, &mut second).await;
