@@ -466,8 +466,14 @@ async fn phases(
     sample(&server, "phase 3 (guarded + login flood)");
 
     println!("phase 4: passkey ceremonies (step-up)");
+    let p256_before = tokio::task::block_in_place(assertion::measure)?.verify_us();
     let ceremonies = phase_ceremonies(settings, &server, &users).await;
     sample(&server, "phase 4 (step-up ceremonies)");
+    let p256_after = tokio::task::block_in_place(assertion::measure)?.verify_us();
+    println!(
+        "  P-256 assertion signature beside phase 4: {p256_before:.1} µs before, \
+         {p256_after:.1} µs after (thread CPU)"
+    );
 
     println!("phase 4b: passkey sign-ins");
     let sign_ins = phase_sign_ins(settings, &server, &users).await?;
@@ -517,6 +523,7 @@ async fn phases(
         profile,
         token_costs,
         p256,
+        p256_around_step_ups: [p256_before, p256_after],
         hash: hash.timing(),
         login,
         idle,
