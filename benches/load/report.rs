@@ -2442,6 +2442,25 @@ step-up (`strace -c -f` on the server during the step-ups, counted per ceremony)
 check at 05:20 UTC, 205.7 µs at 05:26 (this report), 334.9 µs at 05:32 (NOT met; the login \
 ratio 0.87, NOT met too); the previous stop's build between them, at 05:29: 366.2 µs (NOT \
 met). The target is met by this build in a fast half hour and missed in a slow one.
+- The stop after that ran on another new machine, slower at the P-256 check (275–307 µs). \
+`BENCH_ONLY=ceremonies` at 08:50 UTC on 2026-12-02, the build of commit 54c0b9e against itself \
+(4 rounds of 3 s): 551.8 and 538.8 µs per step-up, 276.3 and 263.4 µs beyond the P-256 check \
+(275.4 µs). A profile of that build (`perf record`, 542 µs per step-up): the P-256 check 53.8% \
+(292 µs inside the server against 275 µs on the benchmark's thread), the compare-and-set \
+transaction 13.1% (71 µs: the commit with its WAL frames and checkpoints 6.5%, the update \
+3.2%, the audit insert 2.4%, the BEGIN 1%), actix's HTTP about 15%, thread switches and \
+wake-ups about 7.5%, the token's EdDSA signature 3.7% (20 µs), the ceremony state's JSON 1.6%, \
+the path-tracking parse of the request body 0.9% (now paid only by bodies that do not fit), \
+moka 1.1%. The same transaction outside the server (Python's sqlite3, the same tables, WAL, \
+`synchronous=NORMAL`, 2,000 users): 44–49 µs per update + insert, 30 µs without the audit \
+trail's (user_id, id) index, 39 µs with the audit table WITHOUT ROWID (SQLite-only syntax the \
+shared migrations cannot hold); eight to a transaction cuts the cost per pair by about 40%, \
+but at 2,400 step-ups/s a 70 µs commit seldom finds another waiting (the writer is busy about \
+a sixth of the time), so grouping commits would need a deliberate wait: not done. Fat LTO with \
+one codegen unit: 624.8 against 632.4 µs per step-up, A/B within the drift, not adopted. A \
+full run of this benchmark at 10:05 UTC, with the JSON change, measured the P-256 check beside phase 4 \
+at 277.8 and 276.3 µs and the step-up's CPU beyond it at 283.3 µs: NOT met at this machine's \
+speed.
 
 - `cargo bench --bench load`, the BENCHMARKS.md committed on 2026-12-01 at 15:20 UTC (server \
 A on SQLite, the same 2-core machine): passkey step-up ceremony 1835 ceremony/s at 743.7 µs of \
