@@ -324,7 +324,7 @@ async fn focus_ceremonies(settings: Settings) -> Result<(), String> {
     let binaries: Vec<PathBuf> = std::iter::once(settings.server_binary.clone())
         .chain(settings.compare_binary.clone())
         .collect();
-    let p256 = tokio::task::block_in_place(assertion::measure)?.verify_us();
+    let p256 = p256_check_us()?;
     println!("P-256 assertion signature: {p256:.1} µs (thread CPU)");
     let mut servers = Vec::new();
     for (i, binary) in binaries.iter().enumerate() {
@@ -466,10 +466,10 @@ async fn phases(
     sample(&server, "phase 3 (guarded + login flood)");
 
     println!("phase 4: passkey ceremonies (step-up)");
-    let p256_before = tokio::task::block_in_place(assertion::measure)?.verify_us();
+    let p256_before = p256_check_us()?;
     let ceremonies = phase_ceremonies(settings, &server, &users).await;
     sample(&server, "phase 4 (step-up ceremonies)");
-    let p256_after = tokio::task::block_in_place(assertion::measure)?.verify_us();
+    let p256_after = p256_check_us()?;
     println!(
         "  P-256 assertion signature beside phase 4: {p256_before:.1} µs before, \
          {p256_after:.1} µs after (thread CPU)"
@@ -540,6 +540,11 @@ async fn phases(
         peak_rss_kib,
         server_warnings,
     })
+}
+
+/// One P-256 assertion check's thread CPU now, µs (see [`assertion::measure`]).
+fn p256_check_us() -> Result<f64, String> {
+    Ok(tokio::task::block_in_place(assertion::measure)?.verify_us())
 }
 
 /// Fails if the server died during the phases (its figures would be void).

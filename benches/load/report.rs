@@ -549,7 +549,6 @@ impl Results {
         self.sign_ins.rate() / self.ceremonies.rate()
     }
 
-    /// Server A's step-up, split.
     /// The P-256 verification subtracted from a ceremony's CPU: the mean
     /// of the two measurements beside phase 4, so that both sides of the
     /// subtraction are taken at the machine's speed of the same minutes.
@@ -558,6 +557,7 @@ impl Results {
         (before + after) / 2.0
     }
 
+    /// Server A's step-up, split.
     pub fn step_up_breakdown(&self) -> Option<Breakdown> {
         Breakdown::of(&self.ceremonies, &self.options.step_up, self)
     }
