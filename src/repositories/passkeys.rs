@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text, Timestamp};
 
 use super::events::{insert_on, EventRecord};
-use super::prepared::Fixed;
+use super::prepared::{self, Fixed};
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Batched, Database, RepoError, WriteLock};
@@ -319,7 +319,7 @@ fn record_use_on<E>(
     used: &PasskeyUse,
     event: EventRecord,
 ) -> Result<CheckedUse<E>, diesel::result::Error> {
-    conn.transaction(|conn| {
+    prepared::transaction(conn, |conn| {
         let updated = Fixed::new(
             RECORD_USE,
             (
@@ -412,12 +412,21 @@ fn owned_on(
     let oldest_first = passkeys::table
         .order((passkeys::created_at.asc(), passkeys::id.asc()))
         .select(PasskeyRecord::as_select());
-    let rows: Vec<PasskeyRecord> = if let [user_id] = user_ids.as_slice() {
-        // One user: a statement Diesel keeps prepared.
-        oldest_first
-            .filter(passkeys::user_id.eq(user_id))
-            .load(conn)?
+    let rows: Vec<PasskeyRecord> = if user_ids.len() == 1 || crate::db::is_sqlite(conn) {
+        // One user at a time: a statement Diesel keeps prepared. An `IN`
+        // list is prepared again for every batch (its length varies), which
+        // on SQLite, with no round trip to save, costs more than the reads.
+        let mut rows = Vec::new();
+        for user_id in &user_ids {
+            rows.extend(
+                oldest_first
+                    .filter(passkeys::user_id.eq(user_id))
+                    .load::<PasskeyRecord>(conn)?,
+            );
+        }
+        rows
     } else {
+        // PostgreSQL: one round trip for the batch.
         oldest_first
             .filter(passkeys::user_id.eq_any(&user_ids))
             .load(conn)?

@@ -22,6 +22,8 @@ use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::{QueryResult, RunQueryDsl};
 
+use crate::db::AnyConnection;
+
 /// `sql` with `binds` (a tuple of bound values, `value.into_sql::<T>()`)
 /// in place of its `?`s, in order.
 pub struct Fixed<B> {
@@ -71,6 +73,17 @@ macro_rules! binds_for_tuple {
     };
 }
 
+/// No binds: a statement of constant text alone.
+impl<DB: Backend> Binds<DB> for () {
+    fn walk<'b>(
+        &'b self,
+        _: &mut std::str::Split<'static, char>,
+        _: &mut AstPass<'_, 'b, DB>,
+    ) -> QueryResult<()> {
+        Ok(())
+    }
+}
+
 binds_for_tuple!(A);
 binds_for_tuple!(A, B);
 binds_for_tuple!(A, B, C);
@@ -104,6 +117,63 @@ impl<B> QueryId for Fixed<B> {
 }
 
 impl<B, Conn> RunQueryDsl<Conn> for Fixed<B> {}
+
+/// Runs `body` in a transaction whose `BEGIN`, `COMMIT` and `ROLLBACK` are
+/// statements the cache keeps, for the hot writes: Diesel's own
+/// transactions run each as a new statement (on SQLite, a parse of its
+/// own every time). `body` must not open a transaction of its own, since
+/// Diesel does not know of this one.
+///
+/// A failed `body` or `COMMIT` is rolled back, and so is a panicking
+/// `body`; a connection whose `ROLLBACK` fails (its transaction may still
+/// be open) is reported as [`diesel::result::Error::BrokenTransactionManager`],
+/// which the pool takes as a lost connection and replaces.
+pub fn transaction<T, E>(
+    conn: &mut AnyConnection,
+    body: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    Fixed::new("BEGIN", ()).execute(conn)?;
+    let mut open = Open {
+        conn,
+        finished: false,
+    };
+    let outcome = body(&mut *open.conn).and_then(|value| {
+        Fixed::new("COMMIT", ())
+            .execute(&mut *open.conn)
+            .map(|_| value)
+            .map_err(E::from)
+    });
+    open.finished = true;
+    if outcome.is_err() {
+        rollback(open.conn)?;
+    }
+    outcome
+}
+
+fn rollback(conn: &mut AnyConnection) -> Result<(), diesel::result::Error> {
+    Fixed::new("ROLLBACK", ())
+        .execute(conn)
+        .map(|_| ())
+        .map_err(|_| diesel::result::Error::BrokenTransactionManager)
+}
+
+/// The connection of an open [`transaction`]: rolled back if dropped
+/// before the transaction finished (a panic in its body).
+struct Open<'c> {
+    conn: &'c mut AnyConnection,
+    finished: bool,
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = rollback(self.conn);
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -242,5 +312,66 @@ mod tests {
             ),
         );
         assert!(too_many_binds.execute(&mut conn).is_err());
+    }
+
+    fn value_of(conn: &mut AnyConnection) -> i32 {
+        counters::table.select(counters::value).first(conn).unwrap()
+    }
+
+    #[test]
+    fn a_fixed_transaction_commits_and_keeps_its_statements_prepared() {
+        let inserts = CacheInserts::default();
+        let mut conn = counters_db(&inserts);
+        for n in 0..3 {
+            let changed = transaction(&mut conn, |conn| {
+                Ok::<_, diesel::result::Error>(compare_and_set(conn, n))
+            })
+            .unwrap();
+            assert_eq!(changed, 1);
+        }
+        // BEGIN, the update and COMMIT, each prepared once.
+        assert_eq!(inserts.get(), 3);
+        assert_eq!(value_of(&mut conn), 3);
+    }
+
+    #[test]
+    fn a_failing_body_is_rolled_back_and_the_connection_goes_on() {
+        let mut conn = counters_db(&CacheInserts::default());
+        let failed = transaction(&mut conn, |conn| {
+            compare_and_set(conn, 0);
+            Err::<(), _>(diesel::result::Error::RollbackTransaction)
+        });
+        assert!(matches!(
+            failed,
+            Err(diesel::result::Error::RollbackTransaction)
+        ));
+        assert_eq!(value_of(&mut conn), 0, "the update was rolled back");
+        transaction(&mut conn, |conn| {
+            Ok::<_, diesel::result::Error>(compare_and_set(conn, 0))
+        })
+        .unwrap();
+        assert_eq!(value_of(&mut conn), 1);
+    }
+
+    #[test]
+    fn a_panicking_body_is_rolled_back() {
+        let mut conn = counters_db(&CacheInserts::default());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _ = transaction(&mut conn, |conn| {
+                compare_and_set(conn, 0);
+                if value_of(conn) == 1 {
+                    panic!("a body that panics");
+                }
+                Ok::<_, diesel::result::Error>(())
+            });
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(value_of(&mut conn), 0, "the update was rolled back");
+        // No transaction was left open: a new one begins.
+        transaction(&mut conn, |conn| {
+            Ok::<_, diesel::result::Error>(compare_and_set(conn, 0))
+        })
+        .unwrap();
+        assert_eq!(value_of(&mut conn), 1);
     }
 }
