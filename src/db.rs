@@ -25,6 +25,22 @@ pub enum AnyConnection {
     Sqlite(SqliteConnection),
 }
 
+/// Runs `$body` with `$conn` (an `&mut AnyConnection`) as the backend's
+/// own connection, bound to `$c`: the body is compiled once per backend.
+/// For the hot statements only: through [`AnyConnection`], Diesel renders
+/// a statement's SQL again on each of its passes (cache key, cacheability,
+/// binds) and copies its binds from one collector to another; the
+/// backend's own connection does neither.
+macro_rules! each_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            $crate::db::AnyConnection::Postgresql($c) => $body,
+            $crate::db::AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use each_backend;
+
 /// Whether the connection is SQLite's (the other is PostgreSQL's).
 pub fn is_sqlite(conn: &AnyConnection) -> bool {
     matches!(conn, AnyConnection::Sqlite(_))

@@ -12,8 +12,8 @@ use super::prepared::{self, Fixed};
 use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Batched, Database, RepoError, WriteLock};
-use crate::db::AnyConnection;
-use crate::schema::passkeys;
+use crate::db::{each_backend, AnyConnection};
+use crate::schema::{auth_events, passkeys};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = passkeys, treat_none_as_default_value = false)]
@@ -313,13 +313,15 @@ const RECORD_USE: &str = "UPDATE passkeys SET sign_count = ?, \
 
 /// The compare-and-set of a passkey's counter, flags and last use, and its
 /// event, in one transaction; nothing is stored unless the counter moved
-/// on, and then whether the passkey is still there says why.
+/// on, and then whether the passkey is still there says why. Every
+/// step-up and passkey sign-in runs it, so it runs on the backend's own
+/// connection (see [`each_backend`]).
 fn record_use_on<E>(
     conn: &mut AnyConnection,
     used: &PasskeyUse,
     event: EventRecord,
 ) -> Result<CheckedUse<E>, diesel::result::Error> {
-    prepared::transaction(conn, |conn| {
+    each_backend!(conn, conn => prepared::transaction(conn, |conn| {
         let updated = Fixed::new(
             RECORD_USE,
             (
@@ -335,7 +337,10 @@ fn record_use_on<E>(
         )
         .execute(conn)?;
         if updated == 1 {
-            insert_on(conn, &event)?;
+            // The statement of `insert_on`, on this backend's connection.
+            diesel::insert_into(auth_events::table)
+                .values(&event)
+                .execute(conn)?;
             return Ok(CheckedUse::Recorded(event));
         }
         let still_there = passkeys::table
@@ -350,7 +355,7 @@ fn record_use_on<E>(
         } else {
             CheckedUse::Gone
         })
-    })
+    }))
 }
 
 /// What an operator's reset of an account's passkeys removed.
@@ -409,28 +414,31 @@ fn owned_on(
     conn: &mut AnyConnection,
     user_ids: Vec<String>,
 ) -> QueryResult<HashMap<String, Vec<PasskeyRecord>>> {
-    let oldest_first = passkeys::table
-        .order((passkeys::created_at.asc(), passkeys::id.asc()))
-        .select(PasskeyRecord::as_select());
-    let rows: Vec<PasskeyRecord> = if user_ids.len() == 1 || crate::db::is_sqlite(conn) {
+    let one_at_a_time = user_ids.len() == 1 || crate::db::is_sqlite(conn);
+    // Every step-up's options read this: on the backend's own connection
+    // (the selection is typed by the backend, so it is built in each arm).
+    let oldest_first = || passkeys::table.order((passkeys::created_at.asc(), passkeys::id.asc()));
+    let rows: Vec<PasskeyRecord> = each_backend!(conn, conn => if one_at_a_time {
         // One user at a time: a statement Diesel keeps prepared. An `IN`
         // list is prepared again for every batch (its length varies), which
         // on SQLite, with no round trip to save, costs more than the reads.
         let mut rows = Vec::new();
         for user_id in &user_ids {
             rows.extend(
-                oldest_first
+                oldest_first()
                     .filter(passkeys::user_id.eq(user_id))
-                    .load::<PasskeyRecord>(conn)?,
+                    .select(PasskeyRecord::as_select())
+                    .load(conn)?,
             );
         }
         rows
     } else {
         // PostgreSQL: one round trip for the batch.
-        oldest_first
+        oldest_first()
             .filter(passkeys::user_id.eq_any(&user_ids))
+            .select(PasskeyRecord::as_select())
             .load(conn)?
-    };
+    });
     let mut owned: HashMap<String, Vec<PasskeyRecord>> = HashMap::new();
     for row in rows {
         owned.entry(row.user_id.clone()).or_default().push(row);

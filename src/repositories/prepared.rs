@@ -20,9 +20,7 @@
 
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
-use diesel::{QueryResult, RunQueryDsl};
-
-use crate::db::AnyConnection;
+use diesel::{Connection, QueryResult, RunQueryDsl};
 
 /// `sql` with `binds` (a tuple of bound values, `value.into_sql::<T>()`)
 /// in place of its `?`s, in order.
@@ -128,11 +126,9 @@ impl<B, Conn> RunQueryDsl<Conn> for Fixed<B> {}
 /// `body`; a connection whose `ROLLBACK` fails (its transaction may still
 /// be open) is reported as [`diesel::result::Error::BrokenTransactionManager`],
 /// which the pool takes as a lost connection and replaces.
-pub fn transaction<T, E>(
-    conn: &mut AnyConnection,
-    body: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
-) -> Result<T, E>
+pub fn transaction<C, T, E>(conn: &mut C, body: impl FnOnce(&mut C) -> Result<T, E>) -> Result<T, E>
 where
+    C: Connection,
     E: From<diesel::result::Error>,
 {
     Fixed::new("BEGIN", ()).execute(conn)?;
@@ -153,7 +149,7 @@ where
     outcome
 }
 
-fn rollback(conn: &mut AnyConnection) -> Result<(), diesel::result::Error> {
+fn rollback<C: Connection>(conn: &mut C) -> Result<(), diesel::result::Error> {
     Fixed::new("ROLLBACK", ())
         .execute(conn)
         .map(|_| ())
@@ -162,12 +158,12 @@ fn rollback(conn: &mut AnyConnection) -> Result<(), diesel::result::Error> {
 
 /// The connection of an open [`transaction`]: rolled back if dropped
 /// before the transaction finished (a panic in its body).
-struct Open<'c> {
-    conn: &'c mut AnyConnection,
+struct Open<'c, C: Connection> {
+    conn: &'c mut C,
     finished: bool,
 }
 
-impl Drop for Open<'_> {
+impl<C: Connection> Drop for Open<'_, C> {
     fn drop(&mut self) {
         if !self.finished {
             let _ = rollback(self.conn);
