@@ -2461,6 +2461,17 @@ one codegen unit: 624.8 against 632.4 µs per step-up, A/B within the drift, not
 full run of this benchmark at 10:05 UTC, with the JSON change, measured the P-256 check beside phase 4 \
 at 277.8 and 276.3 µs and the step-up's CPU beyond it at 283.3 µs: NOT met at this machine's \
 speed.
+- The stop after that, on another new machine (P-256 check 273–335 µs, drifting within \
+minutes), started from commit 153da36: `BENCH_ONLY=ceremonies`, 4 rounds of 3 s, that build \
+against itself at 13:52 UTC on 2026-12-02: 690.2 and 660.1 µs per step-up, 360.8 and 330.7 µs \
+beyond the check (329.4 µs). A profile (`perf record`, 743 µs per step-up under perf) put \
+glibc's malloc and free at 4.9%, statement parses at 2.2% (BEGIN and COMMIT through Diesel's \
+transaction manager, the batched passkey read's IN list) and Diesel's SQL rendering and bind \
+copying through the multi-backend connection at about 3%. Changed: mimalloc as the global \
+allocator (662.9 against 642.6 µs, 4 rounds), BEGIN and COMMIT kept prepared and one prepared \
+statement per user for batched reads on SQLite (with mimalloc: 569.4 against 548.6 µs, 8 rounds, \
+6 of 8 paired rounds lower), and the two hot paths on the backend's own connection (the \
+profile's Diesel share from 3.2% to 2.0%; the A/B was within the drift).
 
 - `cargo bench --bench load`, the BENCHMARKS.md committed on 2026-12-01 at 15:20 UTC (server \
 A on SQLite, the same 2-core machine): passkey step-up ceremony 1835 ceremony/s at 743.7 µs of \
