@@ -28,7 +28,7 @@ use crate::domain::{AuthLevel, AuthMethod, ClientInfo, Nickname};
 use crate::repositories::passkeys::{CheckedUse, Enrolment, PasskeyUse};
 use crate::repositories::EventRecord;
 use crate::repositories::{PasskeyRecord, PasskeyRepository, RepoError, UserRepository};
-use crate::stores::challenges::{Ceremony, ChallengeKey, ChallengeStore};
+use crate::stores::challenges::{Ceremony, ChallengeKey, ChallengeStore, Held};
 use crate::telemetry::Metrics;
 
 /// A passkey as clients see it: no public key, no counter.
@@ -103,6 +103,22 @@ struct AssertionClientData {
     challenge: String,
     #[serde(default, rename = "crossOrigin")]
     cross_origin: bool,
+}
+
+/// The bytes a step-up's state counts as beyond its credentials: its
+/// challenge, options and expiry (about what their JSON takes).
+const STATE_BASE_WEIGHT: usize = 256;
+
+/// The bytes a step-up's state offering `records` counts as in the
+/// challenge store, roughly what its JSON would take, without serializing
+/// it: the credentials (as stored) and the ids offered, and the challenge
+/// and options beside them.
+fn step_up_state_weight(records: &[PasskeyRecord]) -> usize {
+    STATE_BASE_WEIGHT
+        + records
+            .iter()
+            .map(|r| r.credential.len() + r.credential_id.len() + r.id.len())
+            .sum::<usize>()
 }
 
 /// webauthn-rs's challenges are 32 bytes (43 base64url characters); a
@@ -243,54 +259,87 @@ fn failed(reason: impl std::fmt::Display) -> Refusal {
 }
 
 impl PasskeyService {
+    /// Keeps a ceremony's state, serialized.
     async fn put_ceremony<S: Serialize>(
         &self,
         key: ChallengeKey,
         state: &S,
     ) -> Result<(), ServiceError> {
-        self.put_offering(key, state, Vec::new()).await
+        let bytes = serde_json::to_vec(&self.pending(state, Vec::new())?)
+            .map_err(ServiceError::internal)?;
+        self.challenges.put(key, Held::Bytes(bytes)).await?;
+        Ok(())
     }
 
-    /// Keeps a ceremony's state with the passkeys it offered.
-    async fn put_offering<S: Serialize>(
+    /// Keeps a step-up's state with the passkeys it offered: as it is in a
+    /// store in this process, which counts it as `weight` bytes (every
+    /// step-up is spared a JSON round trip of it), serialized elsewhere.
+    async fn put_offering<S: Serialize + Send + Sync + 'static>(
         &self,
         key: ChallengeKey,
-        state: &S,
+        state: S,
         offered: Vec<OfferedPasskey>,
+        weight: usize,
     ) -> Result<(), ServiceError> {
+        let pending = self.pending(state, offered)?;
+        let held = if self.challenges.holds_values() {
+            Held::Value {
+                value: Arc::new(pending),
+                weight,
+            }
+        } else {
+            Held::Bytes(serde_json::to_vec(&pending).map_err(ServiceError::internal)?)
+        };
+        self.challenges.put(key, held).await?;
+        Ok(())
+    }
+
+    /// `state` with the expiry of a ceremony begun now.
+    fn pending<S>(
+        &self,
+        state: S,
+        offered: Vec<OfferedPasskey>,
+    ) -> Result<PendingCeremony<S>, ServiceError> {
         let ttl = chrono::Duration::from_std(self.challenge_ttl).map_err(ServiceError::internal)?;
-        let pending = PendingCeremony {
+        Ok(PendingCeremony {
             expires_at_ms: (self.clock.now() + ttl).timestamp_millis(),
             state,
             offered,
-        };
-        let bytes = serde_json::to_vec(&pending).map_err(ServiceError::internal)?;
-        self.challenges.put(key, bytes).await?;
-        Ok(())
+        })
     }
 
     /// Removes the ceremony state whatever happens next: a challenge serves
     /// one verify attempt, successful or not.
-    async fn take_ceremony<S: DeserializeOwned>(
+    async fn take_ceremony<S: DeserializeOwned + Send + Sync + 'static>(
         &self,
         key: ChallengeKey,
     ) -> Result<S, ServiceError> {
-        Ok(self.take_offering(key).await?.state)
+        let pending = self.take_offering(key).await?;
+        Arc::try_unwrap(pending)
+            .map(|pending| pending.state)
+            .map_err(|_| ServiceError::internal("a ceremony state kept as a shared value"))
     }
 
     /// A ceremony's state with the passkeys it offered, removed as
-    /// [`Self::take_ceremony`] removes it.
-    async fn take_offering<S: DeserializeOwned>(
+    /// [`Self::take_ceremony`] removes it: parsed from its bytes, or as it
+    /// was kept.
+    async fn take_offering<S: DeserializeOwned + Send + Sync + 'static>(
         &self,
         key: ChallengeKey,
-    ) -> Result<PendingCeremony<S>, ServiceError> {
-        let bytes = self
+    ) -> Result<Arc<PendingCeremony<S>>, ServiceError> {
+        let held = self
             .challenges
             .take(&key)
             .await?
             .ok_or(ServiceError::ChallengeExpired)?;
-        let pending: PendingCeremony<S> =
-            serde_json::from_slice(&bytes).map_err(ServiceError::internal)?;
+        let pending: Arc<PendingCeremony<S>> = match held {
+            Held::Bytes(bytes) => {
+                Arc::new(serde_json::from_slice(&bytes).map_err(ServiceError::internal)?)
+            }
+            Held::Value { value, .. } => value
+                .downcast()
+                .map_err(|_| ServiceError::internal("a ceremony state of another type"))?,
+        };
         if pending.expires_at_ms <= self.clock.now().timestamp_millis() {
             return Err(ServiceError::ChallengeExpired);
         }
@@ -575,6 +624,7 @@ impl PasskeyService {
             .webauthn
             .start_passkey_authentication(&passkeys)
             .map_err(ServiceError::internal)?;
+        let weight = step_up_state_weight(&records);
         let offered = records
             .into_iter()
             .map(|record| OfferedPasskey {
@@ -584,8 +634,9 @@ impl PasskeyService {
             .collect();
         self.put_offering(
             ChallengeKey::new(caller.user_id, Ceremony::Authentication),
-            &state,
+            state,
             offered,
+            weight,
         )
         .await?;
         Ok(options)
@@ -628,7 +679,7 @@ impl PasskeyService {
         client: &ClientInfo,
     ) -> Result<IssuedToken, Refusal> {
         let user_id = caller.user_id;
-        let pending: PendingCeremony<PasskeyAuthentication> = self
+        let pending: Arc<PendingCeremony<PasskeyAuthentication>> = self
             .take_offering(ChallengeKey::new(user_id, Ceremony::Authentication))
             .await?;
 
@@ -650,11 +701,11 @@ impl PasskeyService {
         let credential_id = encode_id(&response.raw_id);
         let passkey_id = pending
             .offered
-            .into_iter()
+            .iter()
             .find(|offered| offered.credential_id == credential_id)
-            .map(|offered| offered.id)
+            .map(|offered| offered.id.clone())
             .ok_or_else(|| failed("credential is not one of the caller's passkeys"))?;
-        let (webauthn, state) = (self.webauthn.clone(), pending.state);
+        let webauthn = self.webauthn.clone();
         let event = self.audit.event(
             EventKind::PasskeyVerified,
             Some(user_id),
@@ -668,7 +719,7 @@ impl PasskeyService {
         let checked = self
             .passkeys
             .verify_and_record_use(move || {
-                let verified = webauthn.finish_passkey_authentication(&response, &state);
+                let verified = webauthn.finish_passkey_authentication(&response, &pending.state);
                 Ok((
                     judge_assertion(passkey_id, user_id, verified, used_at)?,
                     event,
@@ -988,6 +1039,44 @@ mod tests {
         assert!(!credential.backup_eligible && !credential.backup_state);
         // A counter no authenticator can send is a fault, not a wrap.
         assert!(stored_passkey(&record(i64::from(u32::MAX) + 1, false, false)).is_err());
+    }
+
+    #[test]
+    fn a_step_up_state_counts_about_what_its_json_would() {
+        let webauthn = webauthn_rs::WebauthnBuilder::new(
+            "localhost",
+            &url::Url::parse("https://localhost").unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        for passkeys in 1..=4 {
+            let records: Vec<PasskeyRecord> = (0..passkeys)
+                .map(|i| PasskeyRecord {
+                    id: format!("id-{i}"),
+                    ..record(2, false, false)
+                })
+                .collect();
+            let stored: Vec<Passkey> = records.iter().map(|r| stored_passkey(r).unwrap()).collect();
+            let (_, state) = webauthn.start_passkey_authentication(&stored).unwrap();
+            let pending = PendingCeremony {
+                expires_at_ms: i64::MAX,
+                state,
+                offered: records
+                    .iter()
+                    .map(|r| OfferedPasskey {
+                        credential_id: r.credential_id.clone(),
+                        id: r.id.clone(),
+                    })
+                    .collect(),
+            };
+            let json = serde_json::to_vec(&pending).unwrap().len() as f64;
+            let weight = step_up_state_weight(&records) as f64;
+            assert!(
+                (0.75..=1.5).contains(&(weight / json)),
+                "{passkeys} passkeys: weight {weight} against {json} bytes of JSON"
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! Where WebAuthn ceremony state waits between options and verify.
 //!
-//! The store holds opaque bytes under a (user, ceremony) key, or, for a
-//! passkey sign-in (no user yet), under the challenge itself, for a bounded
-//! time; `take` removes the entry atomically, so each challenge serves at
-//! most one verify attempt. The passkey service serializes the webauthn-rs state
-//! and its expiry into those bytes, so another store (Redis, for state shared
-//! across nodes) can be added without touching the service.
+//! The store holds a ceremony's state under a (user, ceremony) key, or, for
+//! a passkey sign-in (no user yet), under the challenge itself, for a
+//! bounded time; `take` removes the entry atomically, so each challenge
+//! serves at most one verify attempt. The passkey service serializes the
+//! webauthn-rs state and its expiry into opaque bytes, which every store
+//! takes (Redis, for state shared across nodes, keeps nothing else); a
+//! store in this process may also keep a step-up's state as the value
+//! itself ([`Held::Value`]), which spares every step-up a JSON round trip.
 
+use std::any::Any;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,13 +88,54 @@ impl std::fmt::Display for ChallengeKey {
     }
 }
 
+/// A ceremony's state as a store keeps it.
+#[derive(Clone)]
+pub enum Held {
+    /// Serialized: what every store takes.
+    Bytes(Vec<u8>),
+    /// The value itself, for a store that [holds values]
+    /// (ChallengeStore::holds_values), counted as `weight` bytes against
+    /// the store's byte bound.
+    Value {
+        value: Arc<dyn Any + Send + Sync>,
+        weight: usize,
+    },
+}
+
+impl Held {
+    /// The bytes the state counts as.
+    fn weight(&self) -> usize {
+        match self {
+            Held::Bytes(bytes) => bytes.capacity(),
+            Held::Value { weight, .. } => *weight,
+        }
+    }
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::Bytes(bytes) => write!(f, "Bytes({} bytes)", bytes.len()),
+            Held::Value { weight, .. } => write!(f, "Value(weighed {weight} bytes)"),
+        }
+    }
+}
+
 #[async_trait]
 pub trait ChallengeStore: Send + Sync {
     /// Stores `state` under `key`, replacing any earlier challenge for it.
-    async fn put(&self, key: ChallengeKey, state: Vec<u8>) -> Result<(), StoreError>;
+    /// A [`Held::Value`] is refused by a store that does not
+    /// [hold values](Self::holds_values).
+    async fn put(&self, key: ChallengeKey, state: Held) -> Result<(), StoreError>;
 
     /// Removes and returns the state under `key`, if any.
-    async fn take(&self, key: &ChallengeKey) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn take(&self, key: &ChallengeKey) -> Result<Option<Held>, StoreError>;
+
+    /// Whether the store keeps a [`Held::Value`] as it is (a store in this
+    /// process); one that does not takes bytes only.
+    fn holds_values(&self) -> bool {
+        false
+    }
 
     /// Whether the store can be reached (for `/readyz`).
     async fn ping(&self) -> Result<(), StoreError> {
@@ -125,7 +170,7 @@ const ENTRY_OVERHEAD: usize = 128;
 /// 503) rather than evicting the ones people are using; moka's own
 /// eviction at the bound is the backstop.
 pub struct MokaChallengeStore {
-    cache: moka::sync::Cache<ChallengeKey, Vec<u8>>,
+    cache: moka::sync::Cache<ChallengeKey, Held>,
     max_bytes: u64,
     refusals: RefusalLog,
 }
@@ -161,8 +206,8 @@ impl MokaChallengeStore {
         MokaChallengeStore {
             cache: moka::sync::Cache::builder()
                 .max_capacity(max_bytes)
-                .weigher(move |key: &ChallengeKey, value: &Vec<u8>| {
-                    let bytes = (key.weight() + value.capacity() + ENTRY_OVERHEAD) as u64;
+                .weigher(move |key: &ChallengeKey, value: &Held| {
+                    let bytes = (key.weight() + value.weight() + ENTRY_OVERHEAD) as u64;
                     u32::try_from(bytes.max(floor)).unwrap_or(u32::MAX)
                 })
                 .time_to_live(ttl)
@@ -191,7 +236,7 @@ impl MokaChallengeStore {
 
 #[async_trait]
 impl ChallengeStore for MokaChallengeStore {
-    async fn put(&self, key: ChallengeKey, state: Vec<u8>) -> Result<(), StoreError> {
+    async fn put(&self, key: ChallengeKey, state: Held) -> Result<(), StoreError> {
         // moka counts weight as it applies its pending writes, so they are
         // applied first: a figure a batch behind would admit challenges
         // that the bound then drops silently.
@@ -204,8 +249,12 @@ impl ChallengeStore for MokaChallengeStore {
         Ok(())
     }
 
-    async fn take(&self, key: &ChallengeKey) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn take(&self, key: &ChallengeKey) -> Result<Option<Held>, StoreError> {
         Ok(self.cache.remove(key))
+    }
+
+    fn holds_values(&self) -> bool {
+        true
     }
 
     fn usage(&self) -> Option<StoreUsage> {
@@ -231,7 +280,12 @@ impl RedisChallengeStore {
 
 #[async_trait]
 impl ChallengeStore for RedisChallengeStore {
-    async fn put(&self, key: ChallengeKey, state: Vec<u8>) -> Result<(), StoreError> {
+    async fn put(&self, key: ChallengeKey, state: Held) -> Result<(), StoreError> {
+        let Held::Bytes(state) = state else {
+            return Err(StoreError::Unavailable(
+                "Redis keeps ceremony state as bytes only".to_owned(),
+            ));
+        };
         let mut conn = self.redis.conn.clone();
         let ttl_ms = self.ttl.as_millis().max(1) as u64;
         conn.pset_ex::<_, _, ()>(self.redis.key(&key), state, ttl_ms)
@@ -239,9 +293,13 @@ impl ChallengeStore for RedisChallengeStore {
             .map_err(unavailable)
     }
 
-    async fn take(&self, key: &ChallengeKey) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn take(&self, key: &ChallengeKey) -> Result<Option<Held>, StoreError> {
         let mut conn = self.redis.conn.clone();
-        conn.get_del(self.redis.key(key)).await.map_err(unavailable)
+        let bytes: Option<Vec<u8>> = conn
+            .get_del(self.redis.key(key))
+            .await
+            .map_err(unavailable)?;
+        Ok(bytes.map(Held::Bytes))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -257,23 +315,35 @@ mod tests {
         ChallengeKey::new(Uuid::nil(), ceremony)
     }
 
+    fn bytes(b: &[u8]) -> Held {
+        Held::Bytes(b.to_vec())
+    }
+
+    /// The bytes of a state taken, if one was there.
+    fn taken(held: Option<Held>) -> Option<Vec<u8>> {
+        held.map(|held| match held {
+            Held::Bytes(bytes) => bytes,
+            Held::Value { .. } => panic!("a value where bytes were stored"),
+        })
+    }
+
     #[actix_web::test]
     async fn take_is_single_use_and_per_ceremony() {
         let store = MokaChallengeStore::new(Duration::from_secs(60), 100, 1 << 20);
         store
-            .put(key(Ceremony::Registration), b"reg".to_vec())
+            .put(key(Ceremony::Registration), bytes(b"reg"))
             .await
             .unwrap();
         assert_eq!(
-            store.take(&key(Ceremony::Authentication)).await.unwrap(),
+            taken(store.take(&key(Ceremony::Authentication)).await.unwrap()),
             None
         );
         assert_eq!(
-            store.take(&key(Ceremony::Registration)).await.unwrap(),
+            taken(store.take(&key(Ceremony::Registration)).await.unwrap()),
             Some(b"reg".to_vec())
         );
         assert_eq!(
-            store.take(&key(Ceremony::Registration)).await.unwrap(),
+            taken(store.take(&key(Ceremony::Registration)).await.unwrap()),
             None
         );
     }
@@ -282,9 +352,12 @@ mod tests {
     async fn a_new_challenge_replaces_the_old_one() {
         let store = MokaChallengeStore::new(Duration::from_secs(60), 100, 1 << 20);
         let k = key(Ceremony::Authentication);
-        store.put(k.clone(), b"first".to_vec()).await.unwrap();
-        store.put(k.clone(), b"second".to_vec()).await.unwrap();
-        assert_eq!(store.take(&k).await.unwrap(), Some(b"second".to_vec()));
+        store.put(k.clone(), bytes(b"first")).await.unwrap();
+        store.put(k.clone(), bytes(b"second")).await.unwrap();
+        assert_eq!(
+            taken(store.take(&k).await.unwrap()),
+            Some(b"second".to_vec())
+        );
     }
 
     #[actix_web::test]
@@ -292,7 +365,7 @@ mod tests {
         let store = MokaChallengeStore::new(Duration::from_secs(60), 50, 1 << 20);
         for _ in 0..1_000 {
             let k = ChallengeKey::new(Uuid::new_v4(), Ceremony::Registration);
-            let _ = store.put(k, vec![0; 16]).await;
+            let _ = store.put(k, Held::Bytes(vec![0; 16])).await;
         }
         assert!(store.len() <= 50, "{} entries", store.len());
     }
@@ -304,7 +377,7 @@ mod tests {
         let mut refused = 0;
         for i in 0..2_000 {
             let k = ChallengeKey::sign_in(&format!("challenge-{i}"));
-            if let Err(StoreError::Full) = store.put(k, vec![0; 1024]).await {
+            if let Err(StoreError::Full) = store.put(k, Held::Bytes(vec![0; 1024])).await {
                 refused += 1;
             }
         }
@@ -316,13 +389,48 @@ mod tests {
         assert!(refused > 1_000, "only {refused} refused");
         // What was admitted is still there to be taken.
         assert_eq!(
-            store
-                .take(&ChallengeKey::sign_in("challenge-0"))
-                .await
-                .unwrap()
-                .map(|v| v.len()),
+            taken(
+                store
+                    .take(&ChallengeKey::sign_in("challenge-0"))
+                    .await
+                    .unwrap()
+            )
+            .map(|v| v.len()),
             Some(1024)
         );
+    }
+
+    #[actix_web::test]
+    async fn a_value_comes_back_as_it_was_kept_and_counts_its_weight() {
+        let max = 256 * 1024;
+        let store = MokaChallengeStore::new(Duration::from_secs(60), 1_000_000, max);
+        assert!(store.holds_values());
+        let value: Arc<dyn Any + Send + Sync> = Arc::new(String::from("state"));
+        let k = key(Ceremony::Authentication);
+        let held = Held::Value {
+            value: value.clone(),
+            weight: 4096,
+        };
+        store.put(k.clone(), held).await.unwrap();
+        assert!(store.weighted_bytes() >= 4096, "{}", store.weighted_bytes());
+        match store.take(&k).await.unwrap() {
+            Some(Held::Value { value: back, .. }) => assert!(Arc::ptr_eq(&back, &value)),
+            other => panic!("{other:?}"),
+        }
+        // The weight, not the value's own size, fills the store.
+        let mut refused = 0;
+        for i in 0..200 {
+            let k = ChallengeKey::sign_in(&format!("value-{i}"));
+            let held = Held::Value {
+                value: value.clone(),
+                weight: 4096,
+            };
+            if let Err(StoreError::Full) = store.put(k, held).await {
+                refused += 1;
+            }
+        }
+        assert!(store.weighted_bytes() <= max);
+        assert!(refused > 100, "only {refused} refused");
     }
 
     #[test]
