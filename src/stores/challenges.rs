@@ -93,9 +93,9 @@ impl std::fmt::Display for ChallengeKey {
 pub enum Held {
     /// Serialized: what every store takes.
     Bytes(Vec<u8>),
-    /// The value itself, for a store that [holds values]
-    /// (ChallengeStore::holds_values), counted as `weight` bytes against
-    /// the store's byte bound.
+    /// The value itself, for a store that
+    /// [holds values](ChallengeStore::holds_values), counted as `weight`
+    /// bytes against the store's byte bound.
     Value {
         value: Arc<dyn Any + Send + Sync>,
         weight: usize,
