@@ -4,7 +4,6 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::{Database, RepoError};
-use crate::db::AnyConnection;
 use crate::schema::auth_events;
 
 /// An audit event. Its `None`s are stored as `NULL` (no column of the
@@ -24,8 +23,15 @@ pub struct EventRecord {
     pub created_at: NaiveDateTime,
 }
 
-/// Inserts `event` on `conn`, inside whatever transaction the caller holds.
-pub(super) fn insert_on(conn: &mut AnyConnection, event: &EventRecord) -> QueryResult<()> {
+/// Inserts `event` on `conn`, inside whatever transaction the caller holds:
+/// an [`AnyConnection`](crate::db::AnyConnection), or a backend's own
+/// connection (a hot write, see [`crate::db::each_backend`]).
+pub(super) fn insert_on<'e, C>(conn: &mut C, event: &'e EventRecord) -> QueryResult<()>
+where
+    C: diesel::Connection,
+    diesel::dsl::Values<diesel::dsl::insert_into<auth_events::table>, &'e EventRecord>:
+        diesel::query_dsl::methods::ExecuteDsl<C>,
+{
     diesel::insert_into(auth_events::table)
         .values(event)
         .execute(conn)

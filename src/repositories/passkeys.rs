@@ -13,7 +13,7 @@ use super::recovery_codes::{delete_all_on, replace_on, CodeSet};
 use super::sessions::{end_on, Ended, SessionEnding};
 use super::{lock_user_on, Batched, Database, RepoError, WriteLock};
 use crate::db::{each_backend, AnyConnection};
-use crate::schema::{auth_events, passkeys};
+use crate::schema::passkeys;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = passkeys, treat_none_as_default_value = false)]
@@ -337,10 +337,7 @@ fn record_use_on<E>(
         )
         .execute(conn)?;
         if updated == 1 {
-            // The statement of `insert_on`, on this backend's connection.
-            diesel::insert_into(auth_events::table)
-                .values(&event)
-                .execute(conn)?;
+            insert_on(conn, &event)?;
             return Ok(CheckedUse::Recorded(event));
         }
         let still_there = passkeys::table
